@@ -1,0 +1,32 @@
+/* cg.h: the code generator: planned graph programs to native code.
+ *
+ * One LLVM module per model holds one function per program,
+ * `void <model>_<program>(void *arena, int64_t batch)`, built from the
+ * program's kernels (ir.h) and the memory plan, optimised with the O2
+ * pipeline for the host CPU and compiled by ORC LLJIT. Matrix products call
+ * cblas_sgemm / cblas_dgemm; fused loops are vectorised, including exp, log,
+ * tanh and sigmoid (inline polynomials, no libm call per element).
+ */
+#ifndef GRADC_CG_H
+#define GRADC_CG_H
+
+#include "../ir/ir.h"
+#include "../runtime/rt.h"
+
+typedef struct CgOptions {
+    int elem_size;   /* 4: float32, 8: float64 (must equal plan->elem_size) */
+    int opt_level;   /* 0..3; 2 by default */
+} CgOptions;
+
+typedef struct CgModule CgModule;
+
+/* Lower every program of plan into one module and JIT it. NULL on failure,
+ * with the reason in d (LLVM's own message included). */
+CgModule *cg_compile(const Graph *g, const Plan *plan, const CgOptions *o, Diags *d);
+/* The compiled entry point of a program; NULL if the plan has none. */
+RtFn cg_program(const CgModule *m, ProgramKind kind);
+/* The module's LLVM IR as text, after optimisation (malloc'ed; free()). */
+char *cg_llvm_ir(const CgModule *m);
+void cg_free(CgModule *m);
+
+#endif

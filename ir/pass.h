@@ -1,0 +1,31 @@
+/* pass.h: what the passes of ir/ share; not for use outside ir/.
+ *
+ * Rewrites never create nodes that a node with a smaller id uses: a node is
+ * either mutated in place (its sources stay older) or forwarded to an older
+ * node. Forwarding goes through a map by id that the pass fills and
+ * graph_apply_forwards resolves everywhere the graph holds node pointers.
+ */
+#ifndef GRADC_PASS_H
+#define GRADC_PASS_H
+
+#include "ir.h"
+
+/* A zeroed forwarding map for g: fwd[id] is NULL or the node to use instead. */
+Node **fwd_new(Graph *g);
+/* The node x stands for after forwarding (follows chains). */
+Node *fwd_get(Node **fwd, Node *x);
+/* Point every source, root and table entry of g past the forwards, and mark
+ * forwarded nodes dead. */
+void graph_apply_forwards(Graph *g, Node **fwd);
+/* Mark dead every node that no root of any program needs. */
+void pass_dce(Graph *g);
+/* Every node a program may compute from: loss, outputs, metric, gradients,
+ * updates; calls f for each. */
+void graph_for_each_root(Graph *g, void (*f)(Node *n, void *ud), void *ud);
+
+/* Collect p's roots (by p->kind), fuse and schedule its kernels; mat[id]
+ * (zeroed, one per node) is set for every node stored in memory: leaves,
+ * kernel roots, views. */
+void fuse_program(Graph *g, Program *p, bool *mat);
+
+#endif

@@ -1,0 +1,145 @@
+/* plan.c: programs and the static memory plan.
+ *
+ * requires: fuse_program. produces: Plan, with every stored node's byte
+ * offset in one arena sized for batches up to max_batch.
+ *
+ * Layout: a persistent region (parameters, inputs, hyperparameters, the same
+ * offsets in every program), then each program's temporaries. Temporaries
+ * are placed by a linear scan over the kernel order: a buffer lives from the
+ * kernel that writes it to the last kernel that reads it (to the end for the
+ * program's roots), and takes the lowest gap between live buffers that fits.
+ * A kernel's output never shares memory with its inputs, so kernels may treat
+ * their pointers as not aliasing. A reshape shares its source's buffer and
+ * extends its lifetime.
+ */
+#include "pass.h"
+
+#include <string.h>
+
+enum { ALIGN = 64 };
+
+static size_t align_up(size_t x) { return (x + ALIGN - 1) & ~(size_t)(ALIGN - 1); }
+
+static const char *const prog_names[PROG_COUNT] = {"train", "grad", "eval", "predict"};
+
+/* The node whose buffer n uses: itself, or the source of a view chain. */
+static Node *storage(Node *n) {
+    while (op_has(n->op, OPF_VIEW))
+        n = n->src[0];
+    return n;
+}
+
+typedef struct Block {
+    size_t off, size;
+    int last; /* kernel index of the last read */
+} Block;
+
+/* The lowest offset >= base where size bytes fit between the live blocks. */
+static size_t first_fit(const Block *live, int nlive, size_t base, size_t size) {
+    size_t at = base;
+    for (bool moved = true; moved;) {
+        moved = false;
+        for (int i = 0; i < nlive; i++)
+            if (at < live[i].off + live[i].size && live[i].off < at + size) {
+                at = align_up(live[i].off + live[i].size);
+                moved = true;
+            }
+    }
+    return at;
+}
+
+static void plan_program(Graph *g, Plan *plan, Program *p, const size_t *persistent) {
+    Arena *a = g->arena;
+    int n = g->nodes.len, nk = p->kernels.len;
+    bool *mat = arena_alloc(a, (size_t)n);
+    fuse_program(g, p, mat);
+    p->offset = arena_alloc(a, sizeof(size_t) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        p->offset[i] = persistent[i];
+    nk = p->kernels.len;
+
+    /* Last kernel that reads each buffer. */
+    int *last = arena_alloc(a, sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        last[i] = -1;
+    for (int k = 0; k < nk; k++) {
+        Kernel *kn = &p->kernels.items[k];
+        Node *single[1] = {kn->root};
+        Node **body = kn->fused ? kn->body.items : single;
+        int nbody = kn->fused ? kn->body.len : 1;
+        for (int b = 0; b < nbody; b++)
+            for (int s = 0; s < body[b]->nsrc; s++) {
+                Node *src = storage(body[b]->src[s]);
+                if (mat[body[b]->src[s]->id] && k > last[src->id])
+                    last[src->id] = k;
+            }
+    }
+    for (int r = 0; r < p->roots.len; r++)
+        last[storage(p->roots.items[r])->id] = nk;
+
+    Block *live = arena_alloc(a, sizeof(Block) * (size_t)(nk + 1));
+    int nlive = 0;
+    size_t top = plan->persistent_bytes, peak = 0;
+    for (int k = 0; k < nk; k++) {
+        Node *x = p->kernels.items[k].root;
+        if (x->op == OP_ASSIGN) { /* writes its parameter in place */
+            p->offset[x->id] = p->offset[x->src[0]->id];
+            continue;
+        }
+        /* Buffers whose last reader ran before this kernel are free. */
+        int w = 0;
+        for (int i = 0; i < nlive; i++)
+            if (live[i].last >= k)
+                live[w++] = live[i];
+        nlive = w;
+        size_t size = align_up(node_bytes(x, plan->max_batch, plan->elem_size));
+        size_t off = first_fit(live, nlive, plan->persistent_bytes, size);
+        p->offset[x->id] = off;
+        live[nlive++] = (Block){off, size, last[x->id] < k ? k : last[x->id]};
+        if (off + size > top)
+            top = off + size;
+        size_t in_use = 0;
+        for (int i = 0; i < nlive; i++)
+            in_use += live[i].size;
+        if (in_use > peak)
+            peak = in_use;
+    }
+    /* Views share their source's buffer. */
+    for (int i = 0; i < n; i++)
+        if (mat[i] && op_has(g->nodes.items[i]->op, OPF_VIEW))
+            p->offset[i] = p->offset[storage(g->nodes.items[i])->id];
+    p->bytes = top;
+    p->peak_temp_bytes = peak;
+}
+
+Plan *ir_plan(Graph *g, int64_t max_batch, int elem_size) {
+    gc_assert(max_batch >= 1 && (elem_size == 4 || elem_size == 8));
+    Arena *a = g->arena;
+    Plan *plan = arena_alloc(a, sizeof *plan);
+    plan->max_batch = max_batch;
+    plan->elem_size = elem_size;
+
+    int n = g->nodes.len;
+    size_t *persistent = arena_alloc(a, sizeof(size_t) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        persistent[i] = PLAN_NONE;
+    size_t top = 0;
+    for (int i = 0; i < n; i++) {
+        Node *x = g->nodes.items[i];
+        if (x->dead || !(x->op == OP_INPUT || x->op == OP_PARAM || x->op == OP_HYPER))
+            continue;
+        persistent[i] = top;
+        top = align_up(top + node_bytes(x, max_batch, elem_size));
+    }
+    plan->persistent_bytes = top;
+    plan->arena_bytes = top;
+    for (int k = 0; k < PROG_COUNT; k++) {
+        Program *p = &plan->prog[k];
+        p->kind = (ProgramKind)k;
+        p->name = prog_names[k];
+        plan_program(g, plan, p, persistent);
+        if (p->bytes > plan->arena_bytes)
+            plan->arena_bytes = p->bytes;
+    }
+    return plan;
+}
