@@ -134,7 +134,7 @@ typedef struct Param {
 typedef struct Hyper {
     const char *name; /* "lr" */
     Node *node;
-    double value; /* the default the runtime stores before each step */
+    double value; /* the default the runtime stores when a session starts */
 } Hyper;
 
 typedef struct Output {

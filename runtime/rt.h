@@ -202,7 +202,9 @@ typedef struct RtEpochStats {
 RtStatus rt_train(RtSession *s, const RtDataset *d, const RtTrainConfig *cfg,
                   RtEpochStats *last, RtError *err);
 
-/* Mean loss and metric of the eval program over rows [begin, end) of d. */
+/* Mean loss and metric of the eval program over the rows rows[0, nrows) of d,
+ * in batches of at most m->max_batch; accuracy is NaN without a metric, and
+ * loss or accuracy may be NULL. */
 RtStatus rt_evaluate(RtSession *s, const RtDataset *d, const int64_t *rows, int64_t nrows,
                      double *loss, double *accuracy, RtError *err);
 

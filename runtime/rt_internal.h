@@ -1,0 +1,94 @@
+/* rt_internal.h: what the runtime's files share and its tests may reach.
+ *
+ * Not part of the interface that compiled models link against: element
+ * access in the model's float type, tensor sizes, the OpenBLAS core
+ * decision, and the small JSON reader behind the weight files. Must not
+ * declare anything a compiled model needs (that belongs in rt.h).
+ */
+#ifndef GRADC_RT_INTERNAL_H
+#define GRADC_RT_INTERNAL_H
+
+#include "rt.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- elements ---------------------------------------------------------------
+ * A float tensor holds float (elem_size 4) or double (elem_size 8); an int
+ * tensor holds int32_t. */
+
+static inline double rt_load_float(const void *base, int elem_size, int64_t i) {
+    return elem_size == 4 ? (double)((const float *)base)[i] : ((const double *)base)[i];
+}
+
+static inline void rt_store_float(void *base, int elem_size, int64_t i, double v) {
+    if (elem_size == 4)
+        ((float *)base)[i] = (float)v;
+    else
+        ((double *)base)[i] = v;
+}
+
+/* Bytes of one element of t in model m. */
+static inline size_t rt_elem_bytes(const RtModel *m, const RtTensor *t) {
+    return t->dtype == RT_INT ? sizeof(int32_t) : (size_t)m->elem_size;
+}
+
+/* Bytes of t for a given batch size. */
+static inline size_t rt_tensor_bytes(const RtModel *m, const RtTensor *t, int64_t batch) {
+    return (size_t)rt_numel(t, batch) * rt_elem_bytes(m, t);
+}
+
+/* "[B, 784]" (or "[]" for a scalar) into buf; returns buf. */
+char *rt_dims_str(const RtTensor *t, char *buf, size_t n);
+
+/* ---- OpenBLAS kernel choice (blas.c) ------------------------------------- */
+
+typedef struct RtCpuFeatures {
+    bool avx512f, avx512bw, avx512vl, avx512dq;
+    bool avx2, fma;
+} RtCpuFeatures;
+
+/* The CPU this process runs on (all false off x86-64). */
+RtCpuFeatures rt_cpu_features(void);
+
+/* The OpenBLAS core type to force for a library that reports `corename` on a
+ * CPU with `cpu`: "SkylakeX" when the CPU has AVX-512 (F, BW, VL, DQ) and the
+ * core is not an AVX-512 one, "Haswell" when it has AVX2 and FMA and the core
+ * is not an AVX2-or-better one; NULL to keep the core. Pure. */
+const char *rt_blas_pick_core(const char *corename, const RtCpuFeatures *cpu);
+
+/* ---- JSON (json.c) ----------------------------------------------------------
+ * A strict reader for RFC 8259 text, enough for safetensors headers and the
+ * training log: objects, arrays, strings with every escape, numbers, true,
+ * false, null. */
+
+typedef enum RtJsonKind {
+    RT_JSON_NULL,
+    RT_JSON_BOOL,
+    RT_JSON_NUMBER,
+    RT_JSON_STRING,
+    RT_JSON_ARRAY,
+    RT_JSON_OBJECT,
+} RtJsonKind;
+
+typedef struct RtJson RtJson;
+struct RtJson {
+    RtJsonKind kind;
+    bool boolean;  /* BOOL */
+    double number; /* NUMBER */
+    char *string;  /* STRING: UTF-8, NUL-terminated (\u0000 is rejected) */
+    int n;         /* ARRAY, OBJECT: number of items */
+    RtJson *items; /* ARRAY, OBJECT: the values, in text order */
+    char **keys;   /* OBJECT: keys[i] names items[i]; keys are unique */
+    int *sorted;   /* OBJECT: item indices in strcmp order of their keys */
+};
+
+/* Parse exactly one JSON value from text[0, len), allowing surrounding
+ * whitespace. NULL on malformed input, with "what, at byte N" in why. */
+RtJson *rt_json_parse(const char *text, size_t len, char *why, size_t nwhy);
+void rt_json_free(RtJson *v);
+/* The value under key in an object; NULL if absent or v is not an object. */
+const RtJson *rt_json_get(const RtJson *v, const char *key);
+
+#endif

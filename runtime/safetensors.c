@@ -1,0 +1,454 @@
+/* safetensors.c: weight files in the safetensors format
+ * (https://github.com/huggingface/safetensors#format).
+ *
+ * Layout: an 8-byte little-endian header length N, N bytes of JSON
+ *   {"__metadata__":{"format":"gradc","model":"<name>"},
+ *    "<param>":{"dtype":"F32","shape":[784,256],"data_offsets":[begin,end]},...}
+ * padded with spaces so that the data starts 8-byte aligned, then the
+ * tensors' little-endian bytes, in model order, offsets relative to the data.
+ *
+ * Owns writing a session's parameters atomically (temporary file, fsync,
+ * rename, fsync of the directory) and reading them back all-or-nothing.
+ * Must not leave a half-written file at the target path, and must not touch
+ * the arena unless the whole file checked out.
+ */
+#include "rt_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The Python reference rejects headers above 100 MB; so do we. */
+#define MAX_HEADER ((uint64_t)100 * 1000 * 1000)
+
+static bool host_is_little_endian(void) {
+    const uint16_t one = 1;
+    return *(const unsigned char *)&one == 1;
+}
+
+/* Reverse the bytes of each of n elements of size bytes, in place. */
+static void swap_bytes(void *data, size_t n, size_t size) {
+    unsigned char *p = data;
+    for (size_t i = 0; i < n; i++, p += size)
+        for (size_t a = 0, b = size - 1; a < b; a++, b--) {
+            unsigned char t = p[a];
+            p[a] = p[b];
+            p[b] = t;
+        }
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+typedef struct Text {
+    char *data;
+    size_t len, cap;
+    bool oom;
+} Text;
+
+static void text_put(Text *t, const char *s, size_t n) {
+    if (t->oom)
+        return;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (cap < t->len + n + 1)
+            cap *= 2;
+        char *data = realloc(t->data, cap);
+        if (!data) {
+            t->oom = true;
+            return;
+        }
+        t->data = data;
+        t->cap = cap;
+    }
+    memcpy(t->data + t->len, s, n);
+    t->len += n;
+    t->data[t->len] = '\0';
+}
+
+static void text_puts(Text *t, const char *s) {
+    text_put(t, s, strlen(s));
+}
+
+/* s as a JSON string: quotes, backslashes and control characters escaped,
+ * other bytes (UTF-8 included) as they are. */
+static void text_json_string(Text *t, const char *s) {
+    text_put(t, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[8];
+        if (*p == '"' || *p == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)*p;
+            text_put(t, esc, 2);
+        } else if (*p < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", *p);
+            text_put(t, esc, 6);
+        } else {
+            text_put(t, (const char *)p, 1);
+        }
+    }
+    text_put(t, "\"", 1);
+}
+
+/* The JSON header, padded with spaces to a multiple of 8 bytes. */
+static RtStatus build_header(const RtModel *m, Text *t, RtError *err, const char *path) {
+    char num[64];
+    const char *dtype = m->elem_size == 4 ? "F32" : "F64";
+    size_t offset = 0;
+    text_puts(t, "{\"__metadata__\":{\"format\":\"gradc\",\"model\":");
+    text_json_string(t, m->name);
+    text_puts(t, "}");
+    for (int i = 0; i < m->nparams; i++) {
+        const RtTensor *p = &m->params[i];
+        if (strcmp(p->name, "__metadata__") == 0)
+            return rt_fail(err, "%s: a parameter may not be named '__metadata__'", path);
+        for (int j = 0; j < i; j++)
+            if (strcmp(m->params[j].name, p->name) == 0)
+                return rt_fail(err, "%s: two parameters are named '%s'", path, p->name);
+        size_t bytes = rt_tensor_bytes(m, p, 1);
+        text_puts(t, ",");
+        text_json_string(t, p->name);
+        text_puts(t, ":{\"dtype\":\"");
+        text_puts(t, dtype);
+        text_puts(t, "\",\"shape\":[");
+        for (int d = 0; d < p->rank; d++) {
+            snprintf(num, sizeof num, "%s%lld", d ? "," : "", (long long)p->dims[d]);
+            text_puts(t, num);
+        }
+        snprintf(num, sizeof num, "],\"data_offsets\":[%zu,%zu]}", offset, offset + bytes);
+        text_puts(t, num);
+        offset += bytes;
+    }
+    text_puts(t, "}");
+    while (t->len % 8 != 0)
+        text_puts(t, " ");
+    if (t->oom)
+        return rt_fail(err, "%s: out of memory building the header", path);
+    return RT_OK;
+}
+
+static bool write_all(int fd, const void *data, size_t n) {
+    const char *p = data;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
+            return false;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+/* n elements of size bytes from src, as little-endian bytes. */
+static bool write_le(int fd, const void *src, size_t n, size_t size) {
+    if (host_is_little_endian())
+        return write_all(fd, src, n * size);
+    unsigned char chunk[4096];
+    size_t per = sizeof chunk / size;
+    for (size_t i = 0; i < n; i += per) {
+        size_t k = n - i < per ? n - i : per;
+        memcpy(chunk, (const unsigned char *)src + i * size, k * size);
+        swap_bytes(chunk, k, size);
+        if (!write_all(fd, chunk, k * size))
+            return false;
+    }
+    return true;
+}
+
+/* Best effort: make the rename durable by syncing the directory entry. */
+static void sync_parent_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    if (!dir)
+        return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
+/* Contract: on RT_OK, path holds every parameter of s and has been renamed
+ * into place after an fsync. On RT_FAIL, whatever was at path before is
+ * still there, unchanged, and no temporary file is left behind. */
+RtStatus rt_save_weights(const RtSession *s, const char *path, RtError *err) {
+    const RtModel *m = s->m;
+    Text header = {0};
+    if (build_header(m, &header, err, path) != RT_OK) {
+        free(header.data);
+        return RT_FAIL;
+    }
+    size_t tmp_len = strlen(path) + 32;
+    char *tmp = malloc(tmp_len);
+    if (!tmp) {
+        free(header.data);
+        return rt_fail(err, "%s: out of memory", path);
+    }
+    snprintf(tmp, tmp_len, "%s.tmp.%ld", path, (long)getpid());
+
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        int e = errno;
+        free(header.data);
+        free(tmp);
+        return rt_fail(err, "cannot write '%s': %s", path, strerror(e));
+    }
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++)
+        len8[i] = (unsigned char)((uint64_t)header.len >> (8 * i));
+    bool ok = write_all(fd, len8, 8) && write_all(fd, header.data, header.len);
+    for (int i = 0; ok && i < m->nparams; i++) {
+        const RtTensor *p = &m->params[i];
+        ok = write_le(fd, rt_ptr(s, p), (size_t)rt_numel(p, 1), (size_t)m->elem_size);
+    }
+    ok = ok && fsync(fd) == 0;
+    int e = errno;
+    if (close(fd) != 0 && ok) {
+        ok = false;
+        e = errno;
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = false;
+        e = errno;
+    }
+    free(header.data);
+    if (!ok) {
+        unlink(tmp);
+        free(tmp);
+        return rt_fail(err, "cannot write '%s': %s", path, strerror(e));
+    }
+    free(tmp);
+    sync_parent_dir(path);
+    return RT_OK;
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+static bool read_at(int fd, void *buf, size_t n, uint64_t off) {
+    char *p = buf;
+    while (n > 0) {
+        ssize_t r = pread(fd, p, n, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r == 0)
+                errno = 0; /* end of file: the caller reports truncation */
+            return false;
+        }
+        p += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return true;
+}
+
+/* A JSON number that is a whole number in [0, 2^53]. */
+static bool json_count(const RtJson *v, uint64_t *out) {
+    if (!v || v->kind != RT_JSON_NUMBER || v->number < 0 || v->number > 9007199254740992.0 ||
+        v->number != (double)(uint64_t)v->number)
+        return false;
+    *out = (uint64_t)v->number;
+    return true;
+}
+
+/* "[3, 2]" for a JSON shape array already checked to hold counts. */
+static char *json_shape_str(const RtJson *shape, char *buf, size_t n) {
+    size_t len = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < shape->n && len < n; i++)
+        len += (size_t)snprintf(buf + len, n - len, "%s%.0f", i ? ", " : "",
+                                shape->items[i].number);
+    if (len < n)
+        snprintf(buf + len, n - len, "]");
+    return buf;
+}
+
+/* One parameter's entry in the header, checked against the model. */
+typedef struct Entry {
+    size_t file_elem; /* 4: F32, 8: F64 */
+    uint64_t begin;   /* byte offset in the data section */
+} Entry;
+
+static RtStatus check_entry(const RtTensor *p, const RtJson *root, uint64_t data_bytes,
+                            const char *path, Entry *out, RtError *err) {
+    char want[96], got[96];
+    const RtJson *e = rt_json_get(root, p->name);
+    if (!e)
+        return rt_fail(err, "%s: parameter '%s' %s is missing", path, p->name,
+                       rt_dims_str(p, want, sizeof want));
+    if (e->kind != RT_JSON_OBJECT)
+        return rt_fail(err, "%s: corrupt header: entry '%s' is not an object", path, p->name);
+    const RtJson *dtype = rt_json_get(e, "dtype");
+    const RtJson *shape = rt_json_get(e, "shape");
+    const RtJson *offs = rt_json_get(e, "data_offsets");
+    if (!dtype || dtype->kind != RT_JSON_STRING)
+        return rt_fail(err, "%s: corrupt header: tensor '%s' has no \"dtype\" string", path,
+                       p->name);
+    if (!shape || shape->kind != RT_JSON_ARRAY)
+        return rt_fail(err, "%s: corrupt header: tensor '%s' has no \"shape\" array", path,
+                       p->name);
+    if (!offs || offs->kind != RT_JSON_ARRAY || offs->n != 2)
+        return rt_fail(err, "%s: corrupt header: tensor '%s' has no \"data_offsets\" pair", path,
+                       p->name);
+    uint64_t numel = 1;
+    for (int i = 0; i < shape->n; i++) {
+        uint64_t d;
+        if (!json_count(&shape->items[i], &d))
+            return rt_fail(err, "%s: corrupt header: tensor '%s' has a shape entry that is not a "
+                                "count",
+                           path, p->name);
+        numel = d == 0 || numel <= UINT64_MAX / d ? numel * d : UINT64_MAX;
+    }
+    bool same = shape->n == p->rank;
+    for (int i = 0; same && i < p->rank; i++)
+        same = shape->items[i].number == (double)p->dims[i];
+    if (!same)
+        return rt_fail(err, "%s: parameter '%s' has shape %s in the file, but the model expects %s",
+                       path, p->name, json_shape_str(shape, got, sizeof got),
+                       rt_dims_str(p, want, sizeof want));
+    if (strcmp(dtype->string, "F32") == 0)
+        out->file_elem = 4;
+    else if (strcmp(dtype->string, "F64") == 0)
+        out->file_elem = 8;
+    else
+        return rt_fail(err, "%s: parameter '%s' has dtype %.32s; gradc reads F32 and F64", path,
+                       p->name, dtype->string);
+    uint64_t begin, end;
+    if (!json_count(&offs->items[0], &begin) || !json_count(&offs->items[1], &end) || end < begin)
+        return rt_fail(err, "%s: corrupt header: tensor '%s' has bad data_offsets", path,
+                       p->name);
+    if (end - begin != numel * out->file_elem)
+        return rt_fail(err, "%s: corrupt header: tensor '%s' spans %llu bytes, but %llu %s "
+                            "elements need %llu",
+                       path, p->name, (unsigned long long)(end - begin),
+                       (unsigned long long)numel, dtype->string,
+                       (unsigned long long)(numel * out->file_elem));
+    if (end > data_bytes)
+        return rt_fail(err, "%s: tensor '%s' ends at byte %llu of a %llu-byte data section; the "
+                            "file is truncated",
+                       path, p->name, (unsigned long long)end, (unsigned long long)data_bytes);
+    out->begin = begin;
+    return RT_OK;
+}
+
+/* Read the header at the start of fd: length, bounds, JSON. */
+static RtStatus read_header(int fd, uint64_t file_size, const char *path, RtJson **root,
+                            uint64_t *data_start, RtError *err) {
+    unsigned char len8[8];
+    if (file_size < 8 || !read_at(fd, len8, 8, 0))
+        return rt_fail(err, "%s: file is too short (%llu bytes) to be a safetensors file", path,
+                       (unsigned long long)file_size);
+    uint64_t n = 0;
+    for (int i = 0; i < 8; i++)
+        n |= (uint64_t)len8[i] << (8 * i);
+    if (n > MAX_HEADER)
+        return rt_fail(err, "%s: corrupt header: header length %llu is implausible", path,
+                       (unsigned long long)n);
+    if (n > file_size - 8)
+        return rt_fail(err, "%s: header length %llu exceeds the %llu bytes after it; the file is "
+                            "truncated",
+                       path, (unsigned long long)n, (unsigned long long)(file_size - 8));
+    char *text = malloc(n ? n : 1);
+    if (!text)
+        return rt_fail(err, "%s: out of memory reading the header", path);
+    if (!read_at(fd, text, n, 8)) {
+        int e = errno;
+        free(text);
+        return rt_fail(err, "cannot read '%s': %s", path, e ? strerror(e) : "unexpected end");
+    }
+    char why[300];
+    *root = rt_json_parse(text, n, why, sizeof why);
+    free(text);
+    if (!*root)
+        return rt_fail(err, "%s: corrupt header: %s", path, why);
+    if ((*root)->kind != RT_JSON_OBJECT) {
+        rt_json_free(*root);
+        *root = NULL;
+        return rt_fail(err, "%s: corrupt header: expected a JSON object", path);
+    }
+    *data_start = 8 + n;
+    return RT_OK;
+}
+
+/* Every parameter's values, converted to the model's elem type, into one
+ * staging buffer laid out like the parameters in model order. */
+static RtStatus read_tensors(const RtModel *m, int fd, const RtJson *root, uint64_t data_start,
+                             uint64_t file_size, const char *path, unsigned char *stage,
+                             RtError *err) {
+    size_t at = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        const RtTensor *p = &m->params[i];
+        Entry e = {0};
+        if (check_entry(p, root, file_size - data_start, path, &e, err) != RT_OK)
+            return RT_FAIL;
+        size_t n = (size_t)rt_numel(p, 1);
+        void *raw = stage + at;
+        if (e.file_elem != (size_t)m->elem_size && !(raw = malloc(n * e.file_elem)))
+            return rt_fail(err, "%s: out of memory reading '%s'", path, p->name);
+        if (!read_at(fd, raw, n * e.file_elem, data_start + e.begin)) {
+            int errnum = errno;
+            if (raw != stage + at)
+                free(raw);
+            return rt_fail(err, "cannot read '%s': %s", path,
+                           errnum ? strerror(errnum) : "the file is truncated");
+        }
+        if (!host_is_little_endian())
+            swap_bytes(raw, n, e.file_elem);
+        if (raw != stage + at) {
+            for (size_t k = 0; k < n; k++)
+                rt_store_float(stage + at, m->elem_size, (int64_t)k,
+                               rt_load_float(raw, (int)e.file_elem, (int64_t)k));
+            free(raw);
+        }
+        at += n * (size_t)m->elem_size;
+    }
+    return RT_OK;
+}
+
+/* Contract: on RT_OK every parameter of s holds the file's values. On
+ * RT_FAIL the arena is exactly as it was. Tensors in the file that the model
+ * does not have are ignored. */
+RtStatus rt_load_weights(RtSession *s, const char *path, RtError *err) {
+    const RtModel *m = s->m;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return rt_fail(err, "cannot open '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return rt_fail(err, "cannot read '%s': %s", path, strerror(e));
+    }
+    uint64_t file_size = (uint64_t)st.st_size;
+    RtJson *root = NULL;
+    uint64_t data_start = 0;
+    if (read_header(fd, file_size, path, &root, &data_start, err) != RT_OK) {
+        close(fd);
+        return RT_FAIL;
+    }
+    size_t total = 0;
+    for (int i = 0; i < m->nparams; i++)
+        total += rt_tensor_bytes(m, &m->params[i], 1);
+    unsigned char *stage = malloc(total ? total : 1);
+    RtStatus st_read = stage ? read_tensors(m, fd, root, data_start, file_size, path, stage, err)
+                             : rt_fail(err, "%s: out of memory", path);
+    rt_json_free(root);
+    close(fd);
+    if (st_read == RT_OK) {
+        size_t at = 0;
+        for (int i = 0; i < m->nparams; i++) {
+            size_t bytes = rt_tensor_bytes(m, &m->params[i], 1);
+            memcpy(rt_ptr(s, &m->params[i]), stage + at, bytes);
+            at += bytes;
+        }
+    }
+    free(stage);
+    return st_read;
+}

@@ -1,0 +1,221 @@
+/* session.c: a model instance: its arena, hyperparameters, RNG and the
+ * initial values of its parameters.
+ *
+ * Owns the one allocation per model (llm.c's malloc_and_point_parameters):
+ * every tensor of the RtModel points into it by byte offset. Checks the
+ * model description once, at rt_session_init, so the rest of the runtime may
+ * trust it. Must not know how the compiled programs compute anything.
+ */
+#include "rt_internal.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Does t, sized for `batch`, lie inside m's arena at an address aligned for
+ * its elements? Fills err naming the tensor (kind: "parameter", ...) if not. */
+static RtStatus check_tensor(const RtModel *m, const RtTensor *t, const char *kind,
+                             int64_t batch, RtError *err) {
+    char dims[96];
+    if (!t->name)
+        return rt_fail(err, "model '%s': a %s has no name", m->name, kind);
+    const char *name = t->name;
+    if (t->rank < 0 || t->rank > RT_MAX_RANK)
+        return rt_fail(err, "model '%s': %s '%s' has rank %d; the runtime supports 0 to %d",
+                       m->name, kind, name, t->rank, (int)RT_MAX_RANK);
+    for (int i = 0; i < t->rank; i++)
+        if (t->dims[i] <= 0 && t->dims[i] != RT_DIM_BATCH)
+            return rt_fail(err, "model '%s': %s '%s' has dimension %lld at axis %d", m->name,
+                           kind, name, (long long)t->dims[i], i);
+    size_t bytes = rt_tensor_bytes(m, t, batch);
+    size_t align = rt_elem_bytes(m, t);
+    if (t->offset % align != 0)
+        return rt_fail(err, "model '%s': %s '%s' at byte %zu is not aligned to %zu bytes",
+                       m->name, kind, name, t->offset, align);
+    if (t->offset > m->arena_bytes || bytes > m->arena_bytes - t->offset)
+        return rt_fail(err,
+                       "model '%s': %s '%s' %s at byte %zu needs %zu bytes, past the end of "
+                       "the %zu-byte arena",
+                       m->name, kind, name, rt_dims_str(t, dims, sizeof dims), t->offset, bytes,
+                       m->arena_bytes);
+    return RT_OK;
+}
+
+static bool has_batch_dim(const RtTensor *t) {
+    for (int i = 0; i < t->rank; i++)
+        if (t->dims[i] == RT_DIM_BATCH)
+            return true;
+    return false;
+}
+
+static RtStatus check_program(const RtModel *m, const RtProgram *p, const char *which,
+                              RtError *err) {
+    if (p->nroots > 0 && !p->roots)
+        return rt_fail(err, "model '%s': the %s program has %d roots but no root table",
+                       m->name, which, p->nroots);
+    for (int i = 0; i < p->nroots; i++)
+        if (check_tensor(m, &p->roots[i], which, m->max_batch, err) != RT_OK)
+            return RT_FAIL;
+    return RT_OK;
+}
+
+/* Every fact about m the runtime relies on: element size, tensors inside
+ * the arena, parameters without a batch dimension and with as many literal
+ * values as elements, scalar hyperparameters. */
+static RtStatus check_model(const RtModel *m, RtError *err) {
+    char dims[96];
+    if (m->elem_size != 4 && m->elem_size != 8)
+        return rt_fail(err, "model '%s': element size %d; expected 4 (float32) or 8 (float64)",
+                       m->name, m->elem_size);
+    if (m->max_batch < 1)
+        return rt_fail(err, "model '%s': max_batch is %lld; expected at least 1", m->name,
+                       (long long)m->max_batch);
+    if ((m->nparams > 0 && (!m->params || !m->inits)) || (m->ninputs > 0 && !m->inputs) ||
+        (m->nhypers > 0 && !m->hypers) || m->nparams < 0 || m->ninputs < 0 || m->nhypers < 0)
+        return rt_fail(err, "model '%s': a tensor table is missing", m->name);
+    for (int i = 0; i < m->nparams; i++) {
+        const RtTensor *t = &m->params[i];
+        if (t->dtype != RT_FLOAT || has_batch_dim(t))
+            return rt_fail(err,
+                           "model '%s': parameter '%s' %s must be a float tensor without a "
+                           "batch dimension",
+                           m->name, t->name, rt_dims_str(t, dims, sizeof dims));
+        if (check_tensor(m, t, "parameter", 1, err) != RT_OK)
+            return RT_FAIL;
+        const RtInit *in = &m->inits[i];
+        if (in->kind == RT_INIT_VALUES && (in->nvalues != rt_numel(t, 1) || !in->values))
+            return rt_fail(err, "model '%s': parameter '%s' %s has %lld initial values for %lld "
+                                "elements",
+                           m->name, t->name, rt_dims_str(t, dims, sizeof dims),
+                           (long long)in->nvalues, (long long)rt_numel(t, 1));
+    }
+    for (int i = 0; i < m->ninputs; i++)
+        if (check_tensor(m, &m->inputs[i], "input", m->max_batch, err) != RT_OK)
+            return RT_FAIL;
+    for (int i = 0; i < m->nhypers; i++) {
+        const RtTensor *t = &m->hypers[i];
+        if (t->dtype != RT_FLOAT || rt_numel(t, 1) != 1 || has_batch_dim(t))
+            return rt_fail(err, "model '%s': hyperparameter '%s' %s must be a float scalar",
+                           m->name, t->name, rt_dims_str(t, dims, sizeof dims));
+        if (check_tensor(m, t, "hyperparameter", 1, err) != RT_OK)
+            return RT_FAIL;
+    }
+    if (check_program(m, &m->train, "train", err) != RT_OK ||
+        check_program(m, &m->eval, "eval", err) != RT_OK ||
+        check_program(m, &m->predict, "predict", err) != RT_OK ||
+        check_program(m, &m->grad, "grad", err) != RT_OK)
+        return RT_FAIL;
+    if (m->metric != RT_METRIC_NONE && (m->metric_label < 0 || m->metric_label >= m->ninputs))
+        return rt_fail(err, "model '%s': metric label input %d; the model has %d inputs",
+                       m->name, m->metric_label, m->ninputs);
+    return RT_OK;
+}
+
+/* Contract: on RT_OK, s owns a zeroed, 64-byte aligned arena of at least
+ * m->arena_bytes (rounded up to a multiple of 64), every hyperparameter holds
+ * its default, the RNG is seeded with seed, and step and epoch are 0. The
+ * parameters are zero until rt_init_params or rt_load_weights. On RT_FAIL, s
+ * owns nothing. m must outlive s. */
+RtStatus rt_session_init(RtSession *s, const RtModel *m, uint64_t seed, RtError *err) {
+    memset(s, 0, sizeof *s);
+    if (!m->name)
+        return rt_fail(err, "model has no name");
+    if (check_model(m, err) != RT_OK)
+        return RT_FAIL;
+    size_t bytes = (m->arena_bytes + 63) / 64 * 64;
+    if (bytes == 0)
+        bytes = 64;
+    if (bytes < m->arena_bytes)
+        return rt_fail(err, "model '%s': arena of %zu bytes is too large", m->name,
+                       m->arena_bytes);
+    s->arena = aligned_alloc(64, bytes);
+    if (!s->arena)
+        return rt_fail(err, "model '%s': cannot allocate the %zu-byte arena", m->name, bytes);
+    memset(s->arena, 0, bytes);
+    s->m = m;
+    for (int i = 0; i < m->nhypers; i++)
+        rt_store_float(rt_ptr(s, &m->hypers[i]), m->elem_size, 0,
+                       m->hyper_defaults ? m->hyper_defaults[i] : 0.0);
+    rt_rng_seed(&s->rng, seed);
+    return RT_OK;
+}
+
+void rt_session_free(RtSession *s) {
+    if (!s)
+        return;
+    free(s->arena);
+    memset(s, 0, sizeof *s);
+}
+
+void *rt_ptr(const RtSession *s, const RtTensor *t) {
+    assert(s->arena && t->offset <= s->m->arena_bytes);
+    return (char *)s->arena + t->offset;
+}
+
+RtStatus rt_set_hyper(RtSession *s, const char *name, double value, RtError *err) {
+    const RtModel *m = s->m;
+    for (int i = 0; i < m->nhypers; i++) {
+        if (strcmp(m->hypers[i].name, name) == 0) {
+            rt_store_float(rt_ptr(s, &m->hypers[i]), m->elem_size, 0, value);
+            return RT_OK;
+        }
+    }
+    char have[512] = "";
+    size_t len = 0;
+    for (int i = 0; i < m->nhypers && len < sizeof have; i++)
+        len += (size_t)snprintf(have + len, sizeof have - len, "%s%s", i ? ", " : "",
+                                m->hypers[i].name);
+    if (m->nhypers == 0)
+        return rt_fail(err, "model '%s' has no hyperparameters (asked for '%s')", m->name, name);
+    return rt_fail(err, "model '%s' has no hyperparameter '%s'; it has: %s", m->name, name, have);
+}
+
+/* Fans of a weight of shape dims, used as x @ W (so [in, out]): rank 0 has
+ * fans 1 and 1; rank 1 [d] has d and d; rank 2 [in, out] has in and out;
+ * higher ranks have the last axis as fan_out and the rest as fan_in. */
+static void fans(const RtTensor *t, double *fan_in, double *fan_out) {
+    if (t->rank == 0) {
+        *fan_in = *fan_out = 1;
+    } else if (t->rank == 1) {
+        *fan_in = *fan_out = (double)t->dims[0];
+    } else {
+        double in = 1;
+        for (int i = 0; i < t->rank - 1; i++)
+            in *= (double)t->dims[i];
+        *fan_in = in;
+        *fan_out = (double)t->dims[t->rank - 1];
+    }
+}
+
+/* Contract: fills every parameter, in model order, from its RtInit, drawing
+ * from s->rng in element order; the same seed gives the same parameters.
+ *   CONST:   a                    NORMAL:  a + b * N(0, 1)
+ *   VALUES:  values[i]            UNIFORM: a + (b - a) * U[0, 1)
+ *   GLOROT:  U(-L, L), L = sqrt(6 / (fan_in + fan_out))
+ *   HE:      N(0, 1) * sqrt(2 / fan_in) */
+void rt_init_params(RtSession *s) {
+    const RtModel *m = s->m;
+    for (int p = 0; p < m->nparams; p++) {
+        const RtTensor *t = &m->params[p];
+        const RtInit *in = &m->inits[p];
+        void *dst = rt_ptr(s, t);
+        int64_t n = rt_numel(t, 1);
+        double fan_in, fan_out;
+        fans(t, &fan_in, &fan_out);
+        double limit = sqrt(6.0 / (fan_in + fan_out));
+        double he_std = sqrt(2.0 / fan_in);
+        for (int64_t i = 0; i < n; i++) {
+            double v = 0;
+            switch (in->kind) {
+            case RT_INIT_CONST: v = in->a; break;
+            case RT_INIT_VALUES: v = in->values[i]; break;
+            case RT_INIT_NORMAL: v = in->a + in->b * rt_rng_normal(&s->rng); break;
+            case RT_INIT_UNIFORM: v = in->a + (in->b - in->a) * rt_rng_uniform(&s->rng); break;
+            case RT_INIT_GLOROT: v = -limit + 2 * limit * rt_rng_uniform(&s->rng); break;
+            case RT_INIT_HE: v = he_std * rt_rng_normal(&s->rng); break;
+            }
+            rt_store_float(dst, m->elem_size, i, v);
+        }
+    }
+}

@@ -1,0 +1,448 @@
+/* test_rt_safetensors.c: weight files: the exact layout the safetensors
+ * format prescribes, round trips and dtype conversion, all-or-nothing
+ * loading of damaged files, and atomic saving. */
+#include <dirent.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "runtime/rt_internal.h"
+
+#define assert_contains(hay, needle)                                                        \
+    do {                                                                                    \
+        if (!strstr((hay), (needle)))                                                       \
+            fail_msg("expected \"%s\" in \"%s\"", (needle), (hay));                         \
+    } while (0)
+
+static char tmpdir[] = "/tmp/gradc_test_st_XXXXXX";
+
+static const char *tmp_path(const char *name) {
+    static char path[4][256];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(path[k], sizeof path[k], "%s/%s", tmpdir, name);
+    return path[k];
+}
+
+/* Parameters (offsets fit float64):
+ *   h.W [3, 2] @0   h.b [2] @48   odd "name"\ [1] @64   s [] @72 */
+static const RtTensor st_params[] = {
+    {.name = "h.W", .rank = 2, .dims = {3, 2}, .offset = 0},
+    {.name = "h.b", .rank = 1, .dims = {2}, .offset = 48},
+    {.name = "odd \"name\"\\", .rank = 1, .dims = {1}, .offset = 64},
+    {.name = "s", .rank = 0, .offset = 72},
+};
+static const RtInit st_inits[] = {
+    {.kind = RT_INIT_NORMAL, .a = 0, .b = 1},
+    {.kind = RT_INIT_NORMAL, .a = 0, .b = 1},
+    {.kind = RT_INIT_CONST, .a = -2.5},
+    {.kind = RT_INIT_CONST, .a = 0.125},
+};
+
+static RtModel st_model(int elem_size) {
+    RtModel m = {.name = "st", .elem_size = elem_size, .max_batch = 1, .arena_bytes = 80,
+                 .nparams = 4, .params = st_params, .inits = st_inits};
+    return m;
+}
+
+static RtSession session_for(const RtModel *m, uint64_t seed, bool init) {
+    RtSession s;
+    RtError err = {""};
+    if (rt_session_init(&s, m, seed, &err) != RT_OK)
+        fail_msg("%s", err.msg);
+    if (init)
+        rt_init_params(&s);
+    return s;
+}
+
+static unsigned char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc((size_t)n + 1);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+/* A file of the 8-byte length of header, header, then data. */
+static void write_raw(const char *path, const char *header, const void *data, size_t ndata) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    uint64_t n = strlen(header);
+    for (int i = 0; i < 8; i++)
+        fputc((int)((n >> (8 * i)) & 0xff), f);
+    fputs(header, f);
+    fwrite(data, 1, ndata, f);
+    fclose(f);
+}
+
+/* Names in tmpdir that contain ".tmp." (left-over temporary files). */
+static int count_temp_files(void) {
+    DIR *dir = opendir(tmpdir);
+    assert_non_null(dir);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(dir));)
+        n += strstr(e->d_name, ".tmp.") != NULL;
+    closedir(dir);
+    return n;
+}
+
+/* Load must fail with want in the message and leave the arena as it was. */
+static void expect_load_error(const RtModel *m, const char *path, const char *want) {
+    RtSession s = session_for(m, 99, true);
+    unsigned char before[80];
+    memcpy(before, s.arena, sizeof before);
+    RtError err = {""};
+    assert_int_equal(rt_load_weights(&s, path, &err), RT_FAIL);
+    assert_contains(err.msg, want);
+    assert_memory_equal(s.arena, before, sizeof before);
+    rt_session_free(&s);
+}
+
+static const char golden_header[] =
+    "{\"__metadata__\":{\"format\":\"gradc\",\"model\":\"st\"},"
+    "\"h.W\":{\"dtype\":\"F32\",\"shape\":[3,2],\"data_offsets\":[0,24]},"
+    "\"h.b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[24,32]},"
+    "\"odd \\\"name\\\"\\\\\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[32,36]},"
+    "\"s\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[36,40]}}";
+
+/* The safetensors rules: u64 little-endian header size N, N bytes of JSON
+ * (space padding allowed), data starting 8-byte aligned, each tensor's
+ * little-endian bytes at [begin, end) of the data, tensors in model order. */
+static void test_weights_file_has_safetensors_layout(void **state) {
+    (void)state;
+    RtModel m = st_model(4);
+    RtSession s = session_for(&m, 1, true);
+    RtError err = {""};
+    const char *path = tmp_path("layout.safetensors");
+    assert_int_equal(rt_save_weights(&s, path, &err), RT_OK);
+    size_t len;
+    unsigned char *f = slurp(path, &len);
+    uint64_t n = 0;
+    for (int i = 0; i < 8; i++)
+        n |= (uint64_t)f[i] << (8 * i);
+    assert_int_equal((8 + n) % 8, 0);
+    assert_int_equal(len, 8 + n + 40);
+    size_t golden = strlen(golden_header);
+    assert_true(n >= golden && n < golden + 8);
+    assert_memory_equal(f + 8, golden_header, golden);
+    for (size_t i = 8 + golden; i < 8 + n; i++)
+        assert_int_equal(f[i], ' ');
+    char why[200] = "";
+    RtJson *j = rt_json_parse((const char *)f + 8, n, why, sizeof why);
+    if (!j)
+        fail_msg("header is not JSON: %s", why);
+    assert_non_null(rt_json_get(j, "odd \"name\"\\"));
+    rt_json_free(j);
+    /* the data: float32 little-endian, parameters in order */
+    const unsigned char *data = f + 8 + n;
+    for (int p = 0, at = 0; p < 4; p++) {
+        const float *v = rt_ptr(&s, &st_params[p]);
+        for (int64_t i = 0; i < rt_numel(&st_params[p], 1); i++, at += 4) {
+            uint32_t bits = (uint32_t)data[at] | (uint32_t)data[at + 1] << 8 |
+                            (uint32_t)data[at + 2] << 16 | (uint32_t)data[at + 3] << 24;
+            float x;
+            memcpy(&x, &bits, 4);
+            assert_true(x == v[i]);
+        }
+    }
+    assert_true(((float *)rt_ptr(&s, &st_params[2]))[0] == -2.5f);
+    free(f);
+    rt_session_free(&s);
+}
+
+/* Whatever the header's length, the data starts 8-byte aligned: model names
+ * of 1 to 8 characters shift the header through every remainder. */
+static void test_weights_data_start_is_8_byte_aligned_for_any_header(void **state) {
+    (void)state;
+    const char *names[] = {"a", "ab", "abc", "abcd", "abcde", "abcdef", "abcdefg", "abcdefgh"};
+    for (int k = 0; k < 8; k++) {
+        RtModel m = st_model(4);
+        m.name = names[k];
+        RtSession s = session_for(&m, 1, true);
+        RtError err = {""};
+        const char *path = tmp_path("align.safetensors");
+        assert_int_equal(rt_save_weights(&s, path, &err), RT_OK);
+        size_t len;
+        unsigned char *f = slurp(path, &len);
+        uint64_t n = 0;
+        for (int i = 0; i < 8; i++)
+            n |= (uint64_t)f[i] << (8 * i);
+        assert_int_equal(n % 8, 0);
+        assert_int_equal(len, 8 + n + 40);
+        assert_true(f[8 + n - 1] == ' ' || f[8 + n - 1] == '}');
+        free(f);
+        RtSession t = session_for(&m, 2, false);
+        assert_int_equal(rt_load_weights(&t, path, &err), RT_OK);
+        assert_memory_equal(s.arena, t.arena, 80);
+        rt_session_free(&s);
+        rt_session_free(&t);
+    }
+}
+
+static void test_weights_round_trip_restores_every_parameter(void **state) {
+    (void)state;
+    for (int es = 4; es <= 8; es += 4) {
+        RtModel m = st_model(es);
+        RtSession a = session_for(&m, 1, true);
+        RtSession b = session_for(&m, 2, false);
+        RtError err = {""};
+        const char *path = tmp_path("rt.safetensors");
+        assert_int_equal(rt_save_weights(&a, path, &err), RT_OK);
+        assert_memory_not_equal(a.arena, b.arena, 80);
+        assert_int_equal(rt_load_weights(&b, path, &err), RT_OK);
+        assert_memory_equal(a.arena, b.arena, 80);
+        rt_session_free(&a);
+        rt_session_free(&b);
+    }
+}
+
+/* F64 files load into a float32 model and F32 files into a float64 one. */
+static void test_weights_convert_between_f32_and_f64(void **state) {
+    (void)state;
+    RtModel m64 = st_model(8), m32 = st_model(4);
+    RtSession a = session_for(&m64, 1, true);
+    RtSession b = session_for(&m32, 2, false);
+    RtError err = {""};
+    const char *path = tmp_path("f64.safetensors");
+    assert_int_equal(rt_save_weights(&a, path, &err), RT_OK);
+    assert_int_equal(rt_load_weights(&b, path, &err), RT_OK);
+    for (int p = 0; p < 4; p++)
+        for (int64_t i = 0; i < rt_numel(&st_params[p], 1); i++)
+            assert_true(((float *)rt_ptr(&b, &st_params[p]))[i] ==
+                        (float)((double *)rt_ptr(&a, &st_params[p]))[i]);
+    RtSession c = session_for(&m64, 3, false);
+    const char *path32 = tmp_path("f32.safetensors");
+    assert_int_equal(rt_save_weights(&b, path32, &err), RT_OK);
+    assert_int_equal(rt_load_weights(&c, path32, &err), RT_OK);
+    for (int p = 0; p < 4; p++)
+        for (int64_t i = 0; i < rt_numel(&st_params[p], 1); i++)
+            assert_true(((double *)rt_ptr(&c, &st_params[p]))[i] ==
+                        (double)((float *)rt_ptr(&b, &st_params[p]))[i]);
+    rt_session_free(&a);
+    rt_session_free(&b);
+    rt_session_free(&c);
+}
+
+static void test_weights_truncated_file_is_an_error_and_arena_unchanged(void **state) {
+    (void)state;
+    RtModel m = st_model(4);
+    RtSession s = session_for(&m, 1, true);
+    RtError err = {""};
+    const char *path = tmp_path("trunc.safetensors");
+    assert_int_equal(rt_save_weights(&s, path, &err), RT_OK);
+    rt_session_free(&s);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(truncate(path, st.st_size - 1), 0); /* last byte of 's' gone */
+    expect_load_error(&m, path, "tensor 's' ends at byte 40 of a 39-byte data section; the file "
+                                "is truncated");
+    assert_int_equal(truncate(path, 100), 0); /* inside the header */
+    expect_load_error(&m, path, "exceeds the 92 bytes after it; the file is truncated");
+    assert_int_equal(truncate(path, 5), 0);
+    expect_load_error(&m, path, "file is too short (5 bytes) to be a safetensors file");
+}
+
+static void test_weights_bad_json_is_a_corrupt_header(void **state) {
+    (void)state;
+    RtModel m = st_model(4);
+    const char *path = tmp_path("bad.safetensors");
+    static const struct {
+        const char *header, *want;
+    } cases[] = {
+        {"{\"h.W\":{\"dtype\":\"F32\",}}", "corrupt header: expected a string key, found '}' at "
+                                           "byte 22"},
+        {"{\"h.W\":{\"dtype\":\"F32\"", "corrupt header: expected ',' or '}' in an object, "
+                                        "found the end of the text at byte 21"},
+        {"[1, 2]", "corrupt header: expected a JSON object"},
+        {"{\"a\":1} x", "corrupt header: expected the end of the text, found 'x' at byte 8"},
+        {"{\"a\":01}", "corrupt header: expected ',' or '}' in an object, found '1'"},
+        {"{\"a\":\"\\q\"}", "corrupt header: invalid escape '\\q'"},
+        {"{\"a\":1,\"a\":2}", "corrupt header: duplicate key \"a\""},
+        {"{\"h.W\":{\"dtype\":\"F32\",\"shape\":[3,2],\"data_offsets\":[0,20]}}",
+         "corrupt header: tensor 'h.W' spans 20 bytes, but 6 F32 elements need 24"},
+        {"{\"h.W\":{\"dtype\":\"F32\",\"shape\":[3,2.5],\"data_offsets\":[0,24]}}",
+         "corrupt header: tensor 'h.W' has a shape entry that is not a count"},
+        {"{\"h.W\":{\"dtype\":\"BF16\",\"shape\":[3,2],\"data_offsets\":[0,12]}}",
+         "parameter 'h.W' has dtype BF16; gradc reads F32 and F64"},
+    };
+    static const unsigned char zeros[64];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        write_raw(path, cases[i].header, zeros, sizeof zeros);
+        expect_load_error(&m, path, cases[i].want);
+    }
+    /* an absurd header length */
+    FILE *f = fopen(path, "wb");
+    for (int i = 0; i < 8; i++)
+        fputc(0xff, f);
+    fclose(f);
+    expect_load_error(&m, path, "corrupt header: header length 18446744073709551615 is "
+                                "implausible");
+}
+
+/* Other models' files: a shape that differs, a tensor that is absent, and
+ * extra tensors (ignored). */
+static void test_weights_wrong_shape_and_missing_tensor_name_the_parameter(void **state) {
+    (void)state;
+    RtModel m = st_model(4);
+    RtTensor other[4];
+    memcpy(other, st_params, sizeof other);
+    other[0].dims[0] = 2;
+    other[0].dims[1] = 3;
+    RtModel mo = m;
+    mo.params = other;
+    RtSession so = session_for(&mo, 1, true);
+    RtError err = {""};
+    const char *path = tmp_path("other.safetensors");
+    assert_int_equal(rt_save_weights(&so, path, &err), RT_OK);
+    expect_load_error(&m, path, "parameter 'h.W' has shape [2, 3] in the file, but the model "
+                                "expects [3, 2]");
+    rt_session_free(&so);
+
+    RtModel fewer = m;
+    fewer.nparams = 3; /* no 's' */
+    RtSession sf = session_for(&fewer, 1, true);
+    assert_int_equal(rt_save_weights(&sf, path, &err), RT_OK);
+    expect_load_error(&m, path, "other.safetensors: parameter 's' [] is missing");
+    /* the other way round, 's' is an extra tensor and is ignored */
+    RtSession full = session_for(&m, 5, true);
+    assert_int_equal(rt_save_weights(&full, path, &err), RT_OK);
+    assert_int_equal(rt_load_weights(&sf, path, &err), RT_OK);
+    assert_memory_equal(sf.arena, full.arena, 72);
+    rt_session_free(&sf);
+    rt_session_free(&full);
+}
+
+static void test_weights_save_into_missing_directory_fails_cleanly(void **state) {
+    (void)state;
+    RtModel m = st_model(4);
+    RtSession s = session_for(&m, 1, true);
+    RtError err = {""};
+    const char *path = tmp_path("no_such_dir/w.safetensors");
+    assert_int_equal(rt_save_weights(&s, path, &err), RT_FAIL);
+    assert_contains(err.msg, "cannot write '");
+    assert_contains(err.msg, "no_such_dir/w.safetensors': No such file or directory");
+    assert_int_equal(count_temp_files(), 0);
+    RtSession t = session_for(&m, 1, false);
+    assert_int_equal(rt_load_weights(&t, path, &err), RT_FAIL);
+    assert_contains(err.msg, "w.safetensors': No such file or directory");
+    rt_session_free(&s);
+    rt_session_free(&t);
+}
+
+/* A second save replaces the file whole; a failed save (here the temporary
+ * file cannot be created because a directory sits at its name) leaves the
+ * old file byte for byte. */
+static void test_weights_save_replaces_atomically_and_failure_keeps_old_file(void **state) {
+    (void)state;
+    RtModel m = st_model(4);
+    RtSession a = session_for(&m, 1, true), b = session_for(&m, 2, true);
+    RtError err = {""};
+    const char *path = tmp_path("keep.safetensors");
+    assert_int_equal(rt_save_weights(&a, path, &err), RT_OK);
+    assert_int_equal(rt_save_weights(&b, path, &err), RT_OK);
+    assert_int_equal(count_temp_files(), 0);
+    RtSession c = session_for(&m, 3, false);
+    assert_int_equal(rt_load_weights(&c, path, &err), RT_OK);
+    assert_memory_equal(c.arena, b.arena, 80);
+
+    size_t len_before, len_after;
+    unsigned char *before = slurp(path, &len_before);
+    char blocker[300];
+    snprintf(blocker, sizeof blocker, "%s.tmp.%ld", path, (long)getpid());
+    assert_int_equal(mkdir(blocker, 0755), 0);
+    assert_int_equal(rt_save_weights(&a, path, &err), RT_FAIL);
+    assert_contains(err.msg, "keep.safetensors': Is a directory");
+    assert_int_equal(rmdir(blocker), 0);
+    unsigned char *after = slurp(path, &len_after);
+    assert_int_equal(len_before, len_after);
+    assert_memory_equal(before, after, len_before);
+    free(before);
+    free(after);
+    rt_session_free(&a);
+    rt_session_free(&b);
+    rt_session_free(&c);
+}
+
+/* The rename fails (a directory is in the way): the temporary file, already
+ * written, is removed. */
+static void test_weights_failed_rename_removes_temporary_file(void **state) {
+    (void)state;
+    RtModel m = st_model(4);
+    RtSession s = session_for(&m, 1, true);
+    RtError err = {""};
+    const char *path = tmp_path("dir.safetensors");
+    assert_int_equal(mkdir(path, 0755), 0);
+    assert_int_equal(rt_save_weights(&s, path, &err), RT_FAIL);
+    assert_contains(err.msg, "dir.safetensors': Is a directory");
+    assert_int_equal(count_temp_files(), 0);
+    assert_int_equal(rmdir(path), 0);
+    rt_session_free(&s);
+}
+
+static void test_weights_reject_duplicate_parameter_names(void **state) {
+    (void)state;
+    RtTensor dup[2] = {st_params[0], st_params[0]};
+    dup[1].offset = 24;
+    RtModel m = st_model(4);
+    m.nparams = 2;
+    m.params = dup;
+    RtSession s = session_for(&m, 1, true);
+    RtError err = {""};
+    const char *path = tmp_path("dup.safetensors");
+    assert_int_equal(rt_save_weights(&s, path, &err), RT_FAIL);
+    assert_contains(err.msg, "two parameters are named 'h.W'");
+    assert_int_equal(access(path, F_OK), -1);
+    rt_session_free(&s);
+}
+
+static int setup(void **state) {
+    (void)state;
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    DIR *dir = opendir(tmpdir);
+    if (!dir)
+        return -1;
+    char path[600];
+    for (struct dirent *e; (e = readdir(dir));) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", tmpdir, e->d_name);
+        unlink(path);
+    }
+    closedir(dir);
+    return rmdir(tmpdir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_weights_file_has_safetensors_layout),
+        cmocka_unit_test(test_weights_data_start_is_8_byte_aligned_for_any_header),
+        cmocka_unit_test(test_weights_round_trip_restores_every_parameter),
+        cmocka_unit_test(test_weights_convert_between_f32_and_f64),
+        cmocka_unit_test(test_weights_truncated_file_is_an_error_and_arena_unchanged),
+        cmocka_unit_test(test_weights_bad_json_is_a_corrupt_header),
+        cmocka_unit_test(test_weights_wrong_shape_and_missing_tensor_name_the_parameter),
+        cmocka_unit_test(test_weights_save_into_missing_directory_fails_cleanly),
+        cmocka_unit_test(test_weights_save_replaces_atomically_and_failure_keeps_old_file),
+        cmocka_unit_test(test_weights_failed_rename_removes_temporary_file),
+        cmocka_unit_test(test_weights_reject_duplicate_parameter_names),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

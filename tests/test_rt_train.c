@@ -1,0 +1,635 @@
+/* test_rt_train.c: the training loop and evaluation, driven by hand-written
+ * "compiled" programs over a hand-laid-out arena.
+ *
+ * The regression model is y = w * x + b with MSE loss and plain SGD reading
+ * lr from its hyperparameter slot. Rows are identified by their x value:
+ * row i has x = (i - 32) / 8 and y = 3x + 1, both exact in float32. The
+ * programs record what they see, so the tests can check batching, the split
+ * and shuffling from the outside. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "runtime/rt_internal.h"
+
+#define assert_contains(hay, needle)                                                        \
+    do {                                                                                    \
+        if (!strstr((hay), (needle)))                                                       \
+            fail_msg("expected \"%s\" in \"%s\"", (needle), (hay));                         \
+    } while (0)
+
+/* ---- the regression model ---------------------------------------------------
+ * Arena (float32):  w [1, 1] @0   b [1] @4   lr @8
+ *                   x [B, 1] @64  y [B, 1] @128  loss @192  pred [B, 1] @256 */
+enum { MAXB = 16, NROWS_MAX = 256 };
+
+#define F(arena, off) ((float *)((char *)(arena) + (off)))
+
+static struct {
+    int train_calls, eval_calls;
+    int64_t train_batch[1024], eval_batch[1024];
+    int seen[NROWS_MAX];      /* times each row went through train */
+    int eval_seen[NROWS_MAX]; /* times each row went through eval */
+    bool mismatch;            /* a gathered y did not belong to its x */
+    int order[4096], norder;  /* rows in the order train saw them */
+    int nan_at;               /* train call (1-based) that reports NaN; 0: never */
+    double nan_value;
+} rec;
+
+static int row_of(float x) {
+    return (int)lrintf(x * 8) + 32;
+}
+
+/* Forward, MSE loss, gradient, SGD update:
+ *   pred = w x + b; loss = mean (pred - y)^2
+ *   dw = mean 2 (pred - y) x; db = mean 2 (pred - y); w -= lr dw; b -= lr db */
+static void lin_train(void *arena, int64_t B) {
+    float *w = F(arena, 0), *b = F(arena, 4), lr = *F(arena, 8);
+    const float *x = F(arena, 64), *y = F(arena, 128);
+    double loss = 0, dw = 0, db = 0;
+    for (int64_t i = 0; i < B; i++) {
+        double e = (double)*w * x[i] + *b - y[i];
+        loss += e * e;
+        dw += 2 * e * x[i];
+        db += 2 * e;
+        rec.mismatch |= y[i] != 3 * x[i] + 1;
+        rec.seen[row_of(x[i])]++;
+        rec.order[rec.norder++ % 4096] = row_of(x[i]);
+    }
+    *w -= (float)(lr * dw / (double)B);
+    *b -= (float)(lr * db / (double)B);
+    *F(arena, 192) = (float)(loss / (double)B);
+    rec.train_batch[rec.train_calls++ % 1024] = B;
+    if (rec.nan_at && rec.train_calls == rec.nan_at)
+        *F(arena, 192) = (float)rec.nan_value;
+}
+
+static void lin_eval(void *arena, int64_t B) {
+    float w = *F(arena, 0), b = *F(arena, 4);
+    const float *x = F(arena, 64), *y = F(arena, 128);
+    double loss = 0;
+    for (int64_t i = 0; i < B; i++) {
+        float p = w * x[i] + b;
+        F(arena, 256)[i] = p;
+        loss += ((double)p - y[i]) * ((double)p - y[i]);
+        rec.mismatch |= y[i] != 3 * x[i] + 1;
+        rec.eval_seen[row_of(x[i])]++;
+    }
+    *F(arena, 192) = (float)(loss / (double)B);
+    rec.eval_batch[rec.eval_calls++ % 1024] = B;
+}
+
+static const RtTensor lin_params[] = {
+    {.name = "w", .rank = 2, .dims = {1, 1}, .offset = 0},
+    {.name = "b", .rank = 1, .dims = {1}, .offset = 4},
+};
+static const RtInit lin_inits[] = {{.kind = RT_INIT_CONST, .a = 0}, {.kind = RT_INIT_CONST}};
+static const RtTensor lin_hypers[] = {{.name = "lr", .rank = 0, .offset = 8}};
+static const double lin_lr[] = {0.05};
+static const RtTensor lin_inputs[] = {
+    {.name = "x", .rank = 2, .dims = {RT_DIM_BATCH, 1}, .offset = 64},
+    {.name = "y", .rank = 2, .dims = {RT_DIM_BATCH, 1}, .offset = 128},
+};
+static const RtTensor lin_loss[] = {{.name = "loss", .rank = 0, .offset = 192}};
+static const RtTensor lin_eval_roots[] = {
+    {.name = "loss", .rank = 0, .offset = 192},
+    {.name = "pred", .rank = 2, .dims = {RT_DIM_BATCH, 1}, .offset = 256},
+};
+
+static const RtModel lin_model = {
+    .name = "lin",
+    .elem_size = 4,
+    .max_batch = MAXB,
+    .arena_bytes = 320,
+    .nparams = 2,
+    .params = lin_params,
+    .inits = lin_inits,
+    .ninputs = 2,
+    .inputs = lin_inputs,
+    .nhypers = 1,
+    .hypers = lin_hypers,
+    .hyper_defaults = lin_lr,
+    .train = {lin_train, 1, lin_loss},
+    .eval = {lin_eval, 2, lin_eval_roots},
+};
+
+/* n rows of y = 3x + 1. */
+static float xs[NROWS_MAX], ys[NROWS_MAX];
+static void *lin_data_ptrs[2] = {xs, ys};
+static int64_t lin_row_elems[2] = {1, 1};
+
+static RtDataset lin_data(int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        xs[i] = (float)(i - 32) / 8;
+        ys[i] = 3 * xs[i] + 1;
+    }
+    RtDataset d = {.n = n, .ninputs = 2, .data = lin_data_ptrs, .row_elems = lin_row_elems};
+    return d;
+}
+
+static RtSession lin_session(void) {
+    RtSession s;
+    RtError err = {""};
+    if (rt_session_init(&s, &lin_model, 1, &err) != RT_OK)
+        fail_msg("%s", err.msg);
+    rt_init_params(&s);
+    return s;
+}
+
+static RtTrainConfig quiet_cfg(int epochs, int64_t batch) {
+    RtTrainConfig cfg = {.epochs = epochs, .batch = batch, .seed = 7, .quiet = true};
+    return cfg;
+}
+
+static char tmpdir[] = "/tmp/gradc_test_train_XXXXXX";
+
+static int setup_each(void **state) {
+    (void)state;
+    memset(&rec, 0, sizeof rec);
+    return 0;
+}
+
+/* ---- tests ----------------------------------------------------------------- */
+
+static void test_train_fits_y_equals_3x_plus_1(void **state) {
+    (void)state;
+    RtDataset d = lin_data(64);
+    RtSession s = lin_session();
+    RtTrainConfig cfg = quiet_cfg(200, 8);
+    RtEpochStats last;
+    RtError err = {""};
+    assert_int_equal(rt_train(&s, &d, &cfg, &last, &err), RT_OK);
+    assert_float_equal(*F(s.arena, 0), 3.0, 1e-3);
+    assert_float_equal(*F(s.arena, 4), 1.0, 1e-3);
+    assert_true(last.loss < 1e-6);
+    assert_int_equal(last.epoch, 200);
+    assert_int_equal(last.step, 200 * 8);
+    assert_int_equal(s.step, 1600);
+    assert_int_equal(s.epoch, 200);
+    assert_true(isnan(last.val_loss) && isnan(last.accuracy));
+    assert_false(rec.mismatch);
+    rt_session_free(&s);
+}
+
+/* 10 rows in batches of 4: 4, 4, 2 each epoch, every row once per epoch,
+ * in a shuffled order that differs between the epochs. */
+static void test_train_handles_partial_last_batch(void **state) {
+    (void)state;
+    RtDataset d = lin_data(10);
+    RtSession s = lin_session();
+    RtTrainConfig cfg = quiet_cfg(2, 4);
+    RtError err = {""};
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_OK);
+    const int64_t want[] = {4, 4, 2, 4, 4, 2};
+    assert_int_equal(rec.train_calls, 6);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(rec.train_batch[i], want[i]);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(rec.seen[i], 2);
+    int sorted = 0, same = 0;
+    for (int i = 0; i < 10; i++) {
+        sorted += rec.order[i] == i;
+        same += rec.order[i] == rec.order[10 + i];
+    }
+    assert_true(sorted < 10 && same < 10);
+    assert_int_equal(s.step, 6);
+    assert_int_equal(s.epoch, 2);
+    rt_session_free(&s);
+}
+
+/* The loss is a mean over samples: with batches 4, 4, 2 the epoch loss is
+ * the batch losses weighted 4, 4, 2. With lr 0 nothing moves, so the loss
+ * is mean (3x + 1)^2 over all rows. */
+static void test_train_epoch_loss_is_sample_weighted_mean(void **state) {
+    (void)state;
+    RtDataset d = lin_data(10);
+    RtSession s = lin_session();
+    RtError err = {""};
+    assert_int_equal(rt_set_hyper(&s, "lr", 0, &err), RT_OK);
+    RtTrainConfig cfg = quiet_cfg(1, 4);
+    RtEpochStats last;
+    assert_int_equal(rt_train(&s, &d, &cfg, &last, &err), RT_OK);
+    double want = 0;
+    for (int i = 0; i < 10; i++)
+        want += (double)ys[i] * ys[i];
+    assert_float_equal(last.loss, want / 10, 1e-4);
+    rt_session_free(&s);
+}
+
+static void test_train_steps_limit_stops_mid_epoch(void **state) {
+    (void)state;
+    RtDataset d = lin_data(10);
+    RtSession s = lin_session();
+    RtTrainConfig cfg = quiet_cfg(100, 4);
+    cfg.steps = 5;
+    RtEpochStats last;
+    RtError err = {""};
+    assert_int_equal(rt_train(&s, &d, &cfg, &last, &err), RT_OK);
+    assert_int_equal(rec.train_calls, 5);
+    assert_int_equal(s.step, 5);
+    assert_int_equal(s.epoch, 1); /* the second epoch did not finish */
+    assert_int_equal(last.epoch, 2);
+    assert_int_equal(last.step, 5);
+    /* steps count from the start of each call */
+    assert_int_equal(rt_train(&s, &d, &cfg, &last, &err), RT_OK);
+    assert_int_equal(s.step, 10);
+    /* epochs 0 with a step limit: as many epochs as the steps need */
+    cfg.epochs = 0;
+    cfg.steps = 7;
+    assert_int_equal(rt_train(&s, &d, &cfg, &last, &err), RT_OK);
+    assert_int_equal(s.step, 17);
+    rt_session_free(&s);
+}
+
+/* split 0.25 of 10 rows: round(2.5) = 3 held out, 7 trained, never mixed. */
+static void test_train_split_holds_out_rows_never_trained_on(void **state) {
+    (void)state;
+    RtDataset d = lin_data(10);
+    RtSession s = lin_session();
+    RtTrainConfig cfg = quiet_cfg(3, 4);
+    cfg.split = 0.25;
+    RtEpochStats last;
+    RtError err = {""};
+    assert_int_equal(rt_train(&s, &d, &cfg, &last, &err), RT_OK);
+    int trained = 0, held = 0;
+    for (int i = 0; i < 10; i++) {
+        assert_true(rec.seen[i] == 0 || rec.eval_seen[i] == 0);
+        assert_true(rec.seen[i] + rec.eval_seen[i] == 3);
+        trained += rec.seen[i] > 0;
+        held += rec.eval_seen[i] > 0;
+    }
+    assert_int_equal(trained, 7);
+    assert_int_equal(held, 3);
+    assert_int_equal(rec.train_calls, 3 * 2); /* 4 + 3 rows per epoch */
+    assert_true(isfinite(last.val_loss) && last.val_loss > 0);
+    assert_true(isnan(last.accuracy)); /* the model has no metric */
+    rt_session_free(&s);
+}
+
+static int count_held_out(double split, int64_t n) {
+    memset(&rec, 0, sizeof rec);
+    RtDataset d = lin_data(n);
+    RtSession s = lin_session();
+    RtTrainConfig cfg = quiet_cfg(1, 4);
+    cfg.split = split;
+    RtError err = {""};
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_OK);
+    rt_session_free(&s);
+    int held = 0;
+    for (int i = 0; i < n; i++)
+        held += rec.eval_seen[i] > 0;
+    return held;
+}
+
+static void test_train_split_keeps_at_least_one_row_each_side(void **state) {
+    (void)state;
+    assert_int_equal(count_held_out(0.01, 10), 1);
+    assert_int_equal(count_held_out(0.99, 10), 9);
+    assert_int_equal(count_held_out(0.5, 1), 0); /* one row: nothing to hold out */
+    assert_int_equal(count_held_out(0.2, 64), 13);
+}
+
+static void train_copy(uint64_t seed, float wb[2], double *loss) {
+    RtDataset d = lin_data(40);
+    RtSession s = lin_session();
+    RtTrainConfig cfg = quiet_cfg(3, 8);
+    cfg.seed = seed;
+    cfg.split = 0.2;
+    RtEpochStats last;
+    RtError err = {""};
+    assert_int_equal(rt_train(&s, &d, &cfg, &last, &err), RT_OK);
+    memcpy(wb, s.arena, 2 * sizeof(float));
+    *loss = last.val_loss;
+    rt_session_free(&s);
+}
+
+static void test_train_same_seed_gives_identical_results(void **state) {
+    (void)state;
+    float a[2], b[2], c[2];
+    double la, lb, lc;
+    train_copy(123, a, &la);
+    train_copy(123, b, &lb);
+    train_copy(124, c, &lc);
+    assert_memory_equal(a, b, sizeof a);
+    assert_true(la == lb);
+    assert_memory_not_equal(a, c, sizeof a);
+}
+
+static void test_train_stops_with_error_on_nan_loss(void **state) {
+    (void)state;
+    RtDataset d = lin_data(16);
+    RtSession s = lin_session();
+    RtTrainConfig cfg = quiet_cfg(5, 4);
+    char log_path[300];
+    snprintf(log_path, sizeof log_path, "%s/nan.jsonl", tmpdir);
+    cfg.log_path = log_path;
+    rec.nan_at = 7; /* epoch 2, its third batch */
+    rec.nan_value = NAN;
+    RtEpochStats last = {0};
+    RtError err = {""};
+    assert_int_equal(rt_train(&s, &d, &cfg, &last, &err), RT_FAIL);
+    assert_string_equal(err.msg, "loss became nan at epoch 2, step 7");
+    assert_int_equal(rec.train_calls, 7);
+    assert_int_equal(s.epoch, 1);
+    assert_int_equal(last.epoch, 1);
+    FILE *f = fopen(log_path, "r");
+    assert_non_null(f);
+    int lines = 0, ch;
+    while ((ch = fgetc(f)) != EOF)
+        lines += ch == '\n';
+    fclose(f);
+    assert_int_equal(lines, 1); /* the first epoch only */
+    memset(&rec, 0, sizeof rec);
+    rec.nan_at = 1;
+    rec.nan_value = INFINITY;
+    assert_int_equal(rt_train(&s, &d, &cfg, &last, &err), RT_FAIL);
+    assert_string_equal(err.msg, "loss became inf at epoch 2, step 8");
+    rt_session_free(&s);
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static double num(const RtJson *obj, const char *key) {
+    const RtJson *v = rt_json_get(obj, key);
+    if (!v || v->kind != RT_JSON_NUMBER)
+        fail_msg("log line lacks number \"%s\"", key);
+    return v->number;
+}
+
+/* One JSON object per line per epoch, with epoch, step, loss, val_loss (a
+ * split is set), samples_per_s and seconds, and no accuracy (no metric). */
+static void test_train_log_has_one_json_object_per_epoch(void **state) {
+    (void)state;
+    RtDataset d = lin_data(20);
+    RtSession s = lin_session();
+    RtTrainConfig cfg = quiet_cfg(4, 8);
+    cfg.split = 0.25;
+    char log_path[300];
+    snprintf(log_path, sizeof log_path, "%s/train.jsonl", tmpdir);
+    FILE *old = fopen(log_path, "w"); /* an old log is truncated */
+    fputs("old line\nold line\n", old);
+    fclose(old);
+    cfg.log_path = log_path;
+    RtEpochStats last;
+    RtError err = {""};
+    assert_int_equal(rt_train(&s, &d, &cfg, &last, &err), RT_OK);
+    char *text = slurp(log_path);
+    int lines = 0;
+    for (char *line = text, *nl; (nl = strchr(line, '\n')); line = nl + 1, lines++) {
+        char why[200];
+        RtJson *j = rt_json_parse(line, (size_t)(nl - line), why, sizeof why);
+        if (!j)
+            fail_msg("log line %d is not JSON (%s): %.*s", lines + 1, why, (int)(nl - line), line);
+        assert_int_equal(j->kind, RT_JSON_OBJECT);
+        assert_int_equal(j->n, 6);
+        assert_float_equal(num(j, "epoch"), lines + 1, 0);
+        assert_float_equal(num(j, "step"), 2 * (lines + 1), 0); /* 15 rows: batches 8, 7 */
+        assert_true(num(j, "loss") >= 0 && num(j, "val_loss") >= 0);
+        assert_true(num(j, "samples_per_s") > 0 && num(j, "seconds") > 0);
+        assert_null(rt_json_get(j, "accuracy"));
+        if (lines == 3) {
+            assert_float_equal(num(j, "loss"), last.loss, 1e-8 * last.loss);
+            assert_float_equal(num(j, "val_loss"), last.val_loss, 1e-8 * last.val_loss);
+        }
+        rt_json_free(j);
+    }
+    assert_int_equal(lines, 4);
+    rt_session_free(&s);
+}
+
+static void test_train_prints_one_progress_line_per_epoch_unless_quiet(void **state) {
+    (void)state;
+    RtDataset d = lin_data(20);
+    RtSession s = lin_session();
+    RtTrainConfig cfg = quiet_cfg(3, 8);
+    cfg.split = 0.25;
+    cfg.quiet = false;
+    char *buf = NULL;
+    size_t len = 0;
+    cfg.out = open_memstream(&buf, &len);
+    RtError err = {""};
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_OK);
+    fclose(cfg.out);
+    assert_contains(buf, "epoch 1/3  loss ");
+    assert_contains(buf, "epoch 3/3  loss ");
+    assert_contains(buf, "  val_loss ");
+    assert_contains(buf, " samples/s\n");
+    assert_null(strstr(buf, "accuracy"));
+    assert_null(strstr(buf, "nan"));
+    int lines = 0;
+    for (char *p = buf; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal(lines, 3);
+    free(buf);
+    buf = NULL;
+    cfg.quiet = true;
+    cfg.out = open_memstream(&buf, &len);
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_OK);
+    fclose(cfg.out);
+    assert_int_equal(len, 0);
+    free(buf);
+    rt_session_free(&s);
+}
+
+static void test_train_rejects_bad_config(void **state) {
+    (void)state;
+    RtDataset d = lin_data(10);
+    RtSession s = lin_session();
+    RtError err = {""};
+    RtTrainConfig cfg = quiet_cfg(1, 0);
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_FAIL);
+    assert_contains(err.msg, "batch size 0 is out of range: model 'lin' takes 1 to 16");
+    cfg = quiet_cfg(1, 17);
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_FAIL);
+    assert_contains(err.msg, "batch size 17 is out of range");
+    cfg = quiet_cfg(0, 4);
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_FAIL);
+    assert_contains(err.msg, "epochs is 0");
+    cfg = quiet_cfg(1, 4);
+    cfg.split = 1.0;
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_FAIL);
+    assert_contains(err.msg, "split is 1; expected a fraction in [0, 1)");
+    cfg.split = NAN;
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_FAIL);
+    cfg.split = 0;
+    cfg.log_path = "/nonexistent-dir/log.jsonl";
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_FAIL);
+    assert_contains(err.msg, "cannot open log '/nonexistent-dir/log.jsonl': No such file");
+    assert_int_equal(rec.train_calls, 0);
+    assert_int_equal(s.step, 0);
+    rt_session_free(&s);
+}
+
+/* ---- metrics ------------------------------------------------------------------
+ * Classifier: x [B, 3] float @0, label [B] int @128 (max_batch 2, so that
+ * evaluation runs in several batches); the eval program copies x to the
+ * prediction [B, 3] @256 and reports loss = mean of x[:, 0]. */
+static void clf_eval(void *arena, int64_t B) {
+    const float *x = F(arena, 0);
+    double loss = 0;
+    for (int64_t i = 0; i < B; i++) {
+        for (int c = 0; c < 3; c++)
+            F(arena, 256)[i * 3 + c] = x[i * 3 + c];
+        loss += x[i * 3];
+    }
+    *F(arena, 512) = (float)(loss / (double)B);
+    rec.eval_batch[rec.eval_calls++ % 1024] = B;
+}
+
+static void clf_train(void *arena, int64_t B) {
+    (void)B;
+    *F(arena, 512) = 1.0f;
+    rec.train_calls++;
+}
+
+static const RtTensor clf_inputs[] = {
+    {.name = "x", .rank = 2, .dims = {RT_DIM_BATCH, 3}, .offset = 0},
+    {.name = "label", .dtype = RT_INT, .rank = 1, .dims = {RT_DIM_BATCH}, .offset = 128},
+};
+static const RtTensor clf_loss[] = {{.name = "loss", .rank = 0, .offset = 512}};
+static const RtTensor clf_roots[] = {
+    {.name = "loss", .rank = 0, .offset = 512},
+    {.name = "pred", .rank = 2, .dims = {RT_DIM_BATCH, 3}, .offset = 256},
+};
+
+/* 5 rows; argmax of x is 1, 0, 2, 0 (tie: first), 2; labels 1, 0, 0, 0, 1:
+ * rows 0, 1 and 3 are right, accuracy 3/5. */
+static float clf_x[] = {0, 5, 1, 9, 2, 3, -1, -2, 4, 7, 7, 7, 1, 2, 3};
+static int32_t clf_y[] = {1, 0, 0, 0, 1};
+static void *clf_ptrs[] = {clf_x, clf_y};
+static int64_t clf_elems[] = {3, 1};
+
+static void test_evaluate_argmax_accuracy_in_batches_of_max_batch(void **state) {
+    (void)state;
+    RtModel m = {.name = "clf", .elem_size = 4, .max_batch = 2, .arena_bytes = 1024,
+                 .ninputs = 2, .inputs = clf_inputs, .train = {clf_train, 1, clf_loss},
+                 .eval = {clf_eval, 2, clf_roots}, .metric = RT_METRIC_ARGMAX,
+                 .metric_label = 1};
+    RtDataset d = {.n = 5, .ninputs = 2, .data = clf_ptrs, .row_elems = clf_elems};
+    RtSession s;
+    RtError err = {""};
+    assert_int_equal(rt_session_init(&s, &m, 1, &err), RT_OK);
+    const int64_t rows[] = {0, 1, 2, 3, 4};
+    double loss, acc;
+    assert_int_equal(rt_evaluate(&s, &d, rows, 5, &loss, &acc, &err), RT_OK);
+    assert_float_equal(acc, 0.6, 1e-12);
+    /* batches of 2, 2, 1, weighted: the mean of x[:, 0] over all rows */
+    assert_int_equal(rec.eval_calls, 3);
+    assert_int_equal(rec.eval_batch[2], 1);
+    assert_float_equal(loss, (0 + 9 - 1 + 7 + 1) / 5.0, 1e-6);
+    /* a subset, in a given order */
+    const int64_t some[] = {4, 2};
+    assert_int_equal(rt_evaluate(&s, &d, some, 2, &loss, &acc, &err), RT_OK);
+    assert_float_equal(acc, 0.0, 0);
+    const int64_t bad[] = {5};
+    assert_int_equal(rt_evaluate(&s, &d, bad, 1, &loss, &acc, &err), RT_FAIL);
+    assert_contains(err.msg, "row 5 is out of range for a dataset of 5 rows");
+    /* without a split, training reports accuracy on the training rows */
+    RtTrainConfig cfg = quiet_cfg(2, 2);
+    RtEpochStats last;
+    assert_int_equal(rt_train(&s, &d, &cfg, &last, &err), RT_OK);
+    assert_float_equal(last.accuracy, 0.6, 1e-12);
+    assert_true(isnan(last.val_loss));
+    rt_session_free(&s);
+}
+
+/* Threshold: prediction [B, 1] is x[:, 0]; correct when (pred > 0.5) equals
+ * (label > 0.5), for float and for int labels. */
+static void thr_eval(void *arena, int64_t B) {
+    for (int64_t i = 0; i < B; i++)
+        F(arena, 256)[i] = F(arena, 0)[i];
+    *F(arena, 512) = 0.25f;
+}
+
+static void test_evaluate_threshold_accuracy_with_float_and_int_labels(void **state) {
+    (void)state;
+    static const RtTensor in_f[] = {
+        {.name = "x", .rank = 2, .dims = {RT_DIM_BATCH, 1}, .offset = 0},
+        {.name = "t", .rank = 2, .dims = {RT_DIM_BATCH, 1}, .offset = 128},
+    };
+    static const RtTensor roots[] = {
+        {.name = "loss", .rank = 0, .offset = 512},
+        {.name = "pred", .rank = 2, .dims = {RT_DIM_BATCH, 1}, .offset = 256},
+    };
+    RtModel m = {.name = "thr", .elem_size = 4, .max_batch = 4, .arena_bytes = 1024,
+                 .ninputs = 2, .inputs = in_f, .eval = {thr_eval, 2, roots},
+                 .metric = RT_METRIC_THRESHOLD, .metric_label = 1, .metric_threshold = 0.5};
+    /* pred > 0.5: no, yes, yes, no, yes, no; labels 0, 1, 0, 0, 1, 1: 4 of 6 */
+    static float x[] = {0.1f, 0.9f, 0.7f, 0.5f, 2.0f, -3.0f};
+    static float tf[] = {0, 1, 0, 0, 1, 1};
+    static int32_t ti[] = {0, 1, 0, 0, 1, 1};
+    void *pf[] = {x, tf};
+    int64_t elems[] = {1, 1};
+    RtDataset d = {.n = 6, .ninputs = 2, .data = pf, .row_elems = elems};
+    const int64_t rows[] = {0, 1, 2, 3, 4, 5};
+    RtSession s;
+    RtError err = {""};
+    double loss, acc;
+    assert_int_equal(rt_session_init(&s, &m, 1, &err), RT_OK);
+    assert_int_equal(rt_evaluate(&s, &d, rows, 6, &loss, &acc, &err), RT_OK);
+    assert_float_equal(acc, 4.0 / 6, 1e-12);
+    assert_float_equal(loss, 0.25, 0);
+    rt_session_free(&s);
+    RtTensor in_i[2] = {in_f[0], in_f[1]};
+    in_i[1].dtype = RT_INT;
+    m.inputs = in_i;
+    void *pi[] = {x, ti};
+    d.data = pi;
+    assert_int_equal(rt_session_init(&s, &m, 1, &err), RT_OK);
+    assert_int_equal(rt_evaluate(&s, &d, rows, 6, &loss, &acc, &err), RT_OK);
+    assert_float_equal(acc, 4.0 / 6, 1e-12);
+    rt_session_free(&s);
+}
+
+static int setup(void **state) {
+    (void)state;
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char path[300];
+    const char *names[] = {"nan.jsonl", "train.jsonl"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        snprintf(path, sizeof path, "%s/%s", tmpdir, names[i]);
+        unlink(path);
+    }
+    return rmdir(tmpdir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_train_fits_y_equals_3x_plus_1, setup_each),
+        cmocka_unit_test_setup(test_train_handles_partial_last_batch, setup_each),
+        cmocka_unit_test_setup(test_train_epoch_loss_is_sample_weighted_mean, setup_each),
+        cmocka_unit_test_setup(test_train_steps_limit_stops_mid_epoch, setup_each),
+        cmocka_unit_test_setup(test_train_split_holds_out_rows_never_trained_on, setup_each),
+        cmocka_unit_test_setup(test_train_split_keeps_at_least_one_row_each_side, setup_each),
+        cmocka_unit_test_setup(test_train_same_seed_gives_identical_results, setup_each),
+        cmocka_unit_test_setup(test_train_stops_with_error_on_nan_loss, setup_each),
+        cmocka_unit_test_setup(test_train_log_has_one_json_object_per_epoch, setup_each),
+        cmocka_unit_test_setup(test_train_prints_one_progress_line_per_epoch_unless_quiet,
+                               setup_each),
+        cmocka_unit_test_setup(test_train_rejects_bad_config, setup_each),
+        cmocka_unit_test_setup(test_evaluate_argmax_accuracy_in_batches_of_max_batch, setup_each),
+        cmocka_unit_test_setup(test_evaluate_threshold_accuracy_with_float_and_int_labels,
+                               setup_each),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
