@@ -25,10 +25,11 @@ typedef enum DataKind { DATA_NONE, DATA_CSV } DataKind;
 typedef struct DataSpec {
     DataKind kind;
     const char *path; /* resolved against the model file's directory */
+    const char *path_written; /* the path as written in the model file */
     bool header;      /* default true */
     int ninputs;
     DataColumns *inputs;
-    Loc loc;
+    Loc loc;          /* the path string */
 } DataSpec;
 
 /* A keyword argument of the optimizer call: optimizer = sgd(lr = 0.1). */
@@ -60,7 +61,16 @@ typedef struct Model {
 } Model;
 
 /* Parse and lower the model in text (path names it in diagnostics and is the
- * base for relative data paths). NULL when d has errors. */
+ * base for relative data paths). NULL when d has errors. The model's name is
+ * path's base name without its extension, made a C identifier. A model
+ * without a loss is not an error here (gradc grad prints it); commands that
+ * train must check graph->loss. Lowering is skipped when the file has
+ * syntax errors, so that a broken line does not cause errors elsewhere. */
 Model *fe_compile(Arena *a, Diags *d, const char *path, const char *text);
+
+/* Whether the train block's data file can be opened; if not, reports
+ * "cannot open data file '<as written>' (resolved to '<absolute>'): <why>"
+ * at the path string. true when the model names no data file. */
+bool fe_check_data(const Model *m, Diags *d);
 
 #endif

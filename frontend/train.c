@@ -1,0 +1,355 @@
+/* train.c: the train { } block into TrainConfig, and the data file check.
+ *
+ * Owns the block's keys (data, optimizer, batch, epochs, seed, split), the
+ * csv(...) data source and its columns, and resolving data paths against
+ * the model file's directory. Must not validate optimizer names or
+ * hyperparameters (the driver knows the optimizers and reports at
+ * TrainConfig.optimizer_loc) and must not read the data (the runtime does).
+ */
+#include "lower.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef enum TrainKey { KEY_DATA, KEY_OPTIMIZER, KEY_BATCH, KEY_EPOCHS, KEY_SEED, KEY_SPLIT,
+                        NKEYS } TrainKey;
+static const char *const key_names[NKEYS] = {"data", "optimizer", "batch", "epochs", "seed",
+                                             "split"};
+
+/* ---- numbers ------------------------------------------------------------------ */
+
+static bool is_numeric_kind(const Expr *e) {
+    switch (e->kind) {
+    case EX_NUM:
+    case EX_NAME:
+    case EX_NEG:
+    case EX_BINARY:
+        return true;
+    case EX_BOOL:
+    case EX_STR:
+    case EX_CALL:
+    case EX_LIST:
+        return false;
+    }
+    gc_unreachable();
+}
+
+static bool entry_int(Lower *L, const TrainEntry *e, int64_t min, int64_t max, int64_t *out) {
+    if (!is_numeric_kind(e->value)) {
+        diag_error(L->d, e->value->loc, "%s must be an integer, but this is %s", e->key,
+                   fe_describe_expr(L, e->value));
+        return false;
+    }
+    return fe_const_int(L, e->value, e->key, min, max, out);
+}
+
+static bool entry_number(Lower *L, const TrainEntry *e, double *out) {
+    if (!is_numeric_kind(e->value)) {
+        diag_error(L->d, e->value->loc, "%s must be a number, but this is %s", e->key,
+                   fe_describe_expr(L, e->value));
+        return false;
+    }
+    return fe_const_eval(L, e->value, out);
+}
+
+/* ---- data ------------------------------------------------------------------------ */
+
+/* path relative to the model file's directory (the current directory when
+ * the model's path has none); absolute paths are kept. */
+static const char *resolve_path(Lower *L, const char *path) {
+    const char *model = L->m->src->path;
+    const char *slash = strrchr(model, '/');
+    if (path[0] == '/' || !slash)
+        return path;
+    return arena_printf(L->a, "%.*s/%s", (int)(slash - model), model, path);
+}
+
+/* One column: a header name (string) or a 0-based index. */
+static bool column(Lower *L, const Expr *e, const char **name, int *index) {
+    if (e->kind == EX_STR) {
+        if (!e->u.str[0]) {
+            diag_error(L->d, e->loc, "a column name cannot be empty");
+            return false;
+        }
+        *name = e->u.str;
+        return true;
+    }
+    if (!is_numeric_kind(e)) {
+        diag_error(L->d, e->loc, "a column must be a name (a string) or a 0-based index, but "
+                                 "this is %s",
+                   fe_describe_expr(L, e));
+        return false;
+    }
+    int64_t i;
+    if (!fe_const_int(L, e, "a column index", 0, 0x7fffffff, &i))
+        return false;
+    *name = NULL;
+    *index = (int)i;
+    return true;
+}
+
+/* input = "col" | 3 | ["a", "b", 4] */
+static bool columns(Lower *L, const Arg *arg, DataColumns *out) {
+    const Expr *v = arg->value;
+    const Expr *const *items = (const Expr *const *)&v;
+    int n = 1;
+    if (v->kind == EX_LIST) {
+        items = (const Expr *const *)v->u.items.items;
+        n = v->u.items.len;
+        if (n == 0) {
+            diag_error(L->d, v->loc, "the list of columns for input '%s' is empty", arg->name);
+            return false;
+        }
+    }
+    *out = (DataColumns){.input = arg->name, .ncols = n, .loc = v->loc};
+    out->names = arena_alloc(L->a, sizeof *out->names * (size_t)n);
+    out->indices = arena_alloc(L->a, sizeof *out->indices * (size_t)n);
+    bool ok = true;
+    for (int i = 0; i < n; i++)
+        ok &= column(L, items[i], &out->names[i], &out->indices[i]);
+    return ok;
+}
+
+static const Input *find_input(const Graph *g, const char *name) {
+    for (int i = 0; i < g->inputs.len; i++)
+        if (!strcmp(g->inputs.items[i].name, name))
+            return &g->inputs.items[i];
+    return NULL;
+}
+
+static void unknown_input(Lower *L, const Arg *arg) {
+    const Graph *g = L->g;
+    const char **names = arena_alloc(L->a, sizeof *names * (size_t)(g->inputs.len + 1));
+    for (int i = 0; i < g->inputs.len; i++)
+        names[i] = g->inputs.items[i].name;
+    const char *best = closest_name(arg->name, names, g->inputs.len);
+    if (best)
+        diag_error(L->d, arg->name_loc, "'%s' is not an input of the model; did you mean '%s'?",
+                   arg->name, best);
+    else
+        diag_error(L->d, arg->name_loc, "'%s' is not an input of the model", arg->name);
+}
+
+/* data = csv(path, <input> = columns, ..., header = true | false) */
+static void lower_data(Lower *L, const TrainEntry *e, DataSpec *ds) {
+    const Expr *v = e->value;
+    if (v->kind != EX_CALL) {
+        diag_error(L->d, v->loc, "data must be a data source such as csv(\"file.csv\", x = [...], "
+                                 "y = \"label\"), but this is %s",
+                   fe_describe_expr(L, v));
+        return;
+    }
+    if (strcmp(v->u.call.name, "csv")) {
+        diag_error(L->d, v->u.call.name_loc, "unknown data source '%s' (this version reads csv)",
+                   v->u.call.name);
+        return;
+    }
+    const ArgVec *args = &v->u.call.args;
+    int npos = 0;
+    while (npos < args->len && !args->items[npos].name)
+        npos++;
+    if (npos != 1) {
+        diag_error(L->d, v->loc, "csv expects the file name as its one positional argument, "
+                                 "got %d positional arguments",
+                   npos);
+        return;
+    }
+    const Expr *path = args->items[0].value;
+    if (path->kind != EX_STR) {
+        diag_error(L->d, path->loc, "the file name of csv must be a string, but this is %s",
+                   fe_describe_expr(L, path));
+        return;
+    }
+    *ds = (DataSpec){.kind = DATA_CSV, .path = resolve_path(L, path->u.str),
+                     .path_written = path->u.str, .header = true, .loc = path->loc};
+    ds->inputs = arena_alloc(L->a, sizeof *ds->inputs * (size_t)args->len);
+    const Arg *header = NULL;
+    bool ok = true;
+    for (int i = npos; i < args->len; i++) {
+        const Arg *arg = &args->items[i];
+        if (!strcmp(arg->name, "header")) {
+            if (header) {
+                diag_error(L->d, arg->name_loc, "header is given twice");
+                ok = false;
+            } else if (arg->value->kind != EX_BOOL) {
+                diag_error(L->d, arg->value->loc, "header must be true or false, but this is %s",
+                           fe_describe_expr(L, arg->value));
+                ok = false;
+            }
+            header = arg;
+            ds->header = arg->value->kind == EX_BOOL && arg->value->u.boolean;
+            continue;
+        }
+        if (!find_input(L->g, arg->name)) {
+            unknown_input(L, arg);
+            ok = false;
+            continue;
+        }
+        bool dup = false;
+        for (int j = 0; j < ds->ninputs; j++)
+            dup |= !strcmp(ds->inputs[j].input, arg->name);
+        if (dup) {
+            diag_error(L->d, arg->name_loc, "the columns of input '%s' are given twice", arg->name);
+            ok = false;
+            continue;
+        }
+        if (columns(L, arg, &ds->inputs[ds->ninputs]))
+            ds->ninputs++;
+        else
+            ok = false;
+    }
+    for (int i = 0; i < L->g->inputs.len && ok; i++) {
+        const char *name = L->g->inputs.items[i].name;
+        bool given = false;
+        for (int j = 0; j < ds->ninputs; j++)
+            given |= !strcmp(ds->inputs[j].input, name);
+        if (!given)
+            diag_error(L->d, v->loc, "csv gives no columns for input '%s' (add %s = ...)", name,
+                       name);
+    }
+}
+
+/* optimizer = NAME or NAME(hyper = number, ...) */
+static void lower_optimizer(Lower *L, const TrainEntry *e, TrainConfig *tc) {
+    const Expr *v = e->value;
+    if (v->kind == EX_NAME) {
+        tc->optimizer = v->u.name;
+        tc->optimizer_loc = v->loc;
+        return;
+    }
+    if (v->kind != EX_CALL) {
+        diag_error(L->d, v->loc, "optimizer must be an optimizer such as sgd(lr = 0.1), but "
+                                 "this is %s",
+                   fe_describe_expr(L, v));
+        return;
+    }
+    const char *name = v->u.call.name;
+    const ArgVec *args = &v->u.call.args;
+    tc->optimizer = name;
+    tc->optimizer_loc = v->u.call.name_loc;
+    tc->opt_args = arena_alloc(L->a, sizeof *tc->opt_args * (size_t)(args->len + 1));
+    tc->nopt_args = 0;
+    for (int i = 0; i < args->len; i++) {
+        const Arg *arg = &args->items[i];
+        if (!arg->name) {
+            diag_error(L->d, arg->value->loc, "optimizer arguments must be named, e.g. "
+                                              "%s(lr = 0.1)",
+                       name);
+            continue;
+        }
+        bool dup = false;
+        for (int j = 0; j < tc->nopt_args; j++)
+            dup |= !strcmp(tc->opt_args[j].name, arg->name);
+        if (dup) {
+            diag_error(L->d, arg->name_loc, "argument '%s' of %s is given twice", arg->name, name);
+            continue;
+        }
+        double x;
+        if (!is_numeric_kind(arg->value)) {
+            diag_error(L->d, arg->value->loc, "%s must be a number, but this is %s", arg->name,
+                       fe_describe_expr(L, arg->value));
+            continue;
+        }
+        if (fe_const_eval(L, arg->value, &x))
+            tc->opt_args[tc->nopt_args++] = (OptArg){arg->name, x, arg->name_loc};
+    }
+}
+
+void fe_lower_train(Lower *L, const Stmt *s) {
+    TrainConfig *tc = &L->m->train;
+    const TrainEntry *seen[NKEYS] = {0};
+    for (int i = 0; i < s->u.train.entries.len; i++) {
+        const TrainEntry *e = &s->u.train.entries.items[i];
+        int k = 0;
+        while (k < NKEYS && strcmp(key_names[k], e->key))
+            k++;
+        if (k == NKEYS) {
+            const char *best = closest_name(e->key, key_names, NKEYS);
+            if (best)
+                diag_error(L->d, e->key_loc, "unknown train setting '%s'; did you mean '%s'?",
+                           e->key, best);
+            else
+                diag_error(L->d, e->key_loc, "unknown train setting '%s' (expected data, "
+                                             "optimizer, batch, epochs, seed or split)",
+                           e->key);
+            continue;
+        }
+        if (seen[k]) {
+            diag_error(L->d, e->key_loc, "%s is set twice", e->key);
+            diag_note(L->d, seen[k]->key_loc, "%s is first set here", e->key);
+            continue;
+        }
+        seen[k] = e;
+        int64_t n;
+        double x;
+        switch ((TrainKey)k) {
+        case KEY_DATA:
+            lower_data(L, e, &tc->data);
+            break;
+        case KEY_OPTIMIZER:
+            lower_optimizer(L, e, tc);
+            break;
+        case KEY_BATCH:
+            if (entry_int(L, e, 1, 0x7fffffff, &n))
+                tc->batch = n;
+            break;
+        case KEY_EPOCHS:
+            if (entry_int(L, e, 1, 0x7fffffff, &n))
+                tc->epochs = (int)n;
+            break;
+        case KEY_SEED:
+            if (entry_int(L, e, 0, (int64_t)1 << 53, &n))
+                tc->seed = (uint64_t)n;
+            break;
+        case KEY_SPLIT:
+            if (!entry_number(L, e, &x))
+                break;
+            if (x < 0 || x >= 1)
+                diag_error(L->d, e->value->loc, "split must be a fraction in [0, 1), but this "
+                                                "is %g",
+                           x);
+            else
+                tc->split = x;
+            break;
+        case NKEYS:
+            gc_unreachable();
+        }
+    }
+}
+
+/* ---- the data file ------------------------------------------------------------- */
+
+bool fe_check_data(const Model *m, Diags *d) {
+    const DataSpec *ds = &m->train.data;
+    switch (ds->kind) {
+    case DATA_NONE:
+        return true;
+    case DATA_CSV:
+        break;
+    }
+    int err = 0;
+    struct stat st;
+    if (stat(ds->path, &st) != 0) {
+        err = errno;
+    } else if (S_ISDIR(st.st_mode)) {
+        err = EISDIR;
+    } else {
+        FILE *f = fopen(ds->path, "r");
+        if (f)
+            fclose(f);
+        else
+            err = errno;
+    }
+    if (!err)
+        return true;
+    const char *abs = ds->path;
+    char cwd[4096];
+    if (ds->path[0] != '/' && getcwd(cwd, sizeof cwd))
+        abs = arena_printf(d->arena, "%s/%s", cwd, ds->path);
+    diag_error(d, ds->loc, "cannot open data file '%s' (resolved to '%s'): %s", ds->path_written,
+               abs, strerror(err));
+    return false;
+}
