@@ -277,7 +277,7 @@ const char *closest_name(const char *name, const char *const *cands, int n) {
         }
     }
     int len = (int)strlen(name);
-    int limit = len <= 3 ? 1 : len <= 6 ? 2 : 3;
+    int limit = len <= 1 ? 0 : len <= 3 ? 1 : len <= 6 ? 2 : 3;
     return best_d <= limit ? best : NULL;
 }
 

@@ -55,7 +55,8 @@ void arena_set_oom(Arena *a, void *jmp_buf_ptr);
                                     sizeof(*(v)->items) * (size_t)ncap_);      \
             (v)->cap = ncap_;                                                  \
         }                                                                      \
-        (v)->items[(v)->len++] = (x);                                          \
+        (v)->items[(v)->len] = (x);                                            \
+        (v)->len++;                                                            \
     } while (0)
 
 /* ---- source locations ------------------------------------------------------ */

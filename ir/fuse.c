@@ -12,6 +12,12 @@
  * it and the kernel order is the root's topological order: no cycles.
  * Matrix products, reductions, softmax and the like are one kernel each;
  * a reshape is a view of its source's storage and has no kernel.
+ *
+ * An update kernel (ASSIGN root) overwrites its parameter while it runs and
+ * runs after the other kernels, so a node computed inside it may read no
+ * parameter but its own, and that one only elementwise (index for index);
+ * a node that reads another parameter, or its own through a transpose or a
+ * broadcast, is stored by a kernel of its own that runs before any update.
  */
 #include "pass.h"
 
@@ -33,6 +39,14 @@ static bool duplicable(const Node *n) {
 /* Lives in the persistent region; kernels load it. */
 static bool stored_leaf(const Node *n) {
     return n->op == OP_INPUT || n->op == OP_PARAM || n->op == OP_HYPER;
+}
+
+/* x may be computed inside the update kernel of parameter p. */
+static bool safe_in_update(const Node *x, const Node *p) {
+    for (int s = 0; s < x->nsrc; s++)
+        if (x->src[s]->op == OP_PARAM && (x->src[s] != p || op_has(x->op, OPF_MOVE)))
+            return false;
+    return true;
 }
 
 static void collect_roots(Graph *g, Program *p) {
@@ -119,8 +133,10 @@ void fuse_program(Graph *g, Program *p, bool *mat) {
                 cons[x->src[s]->id][ncons[x->src[s]->id]++] = x;
     }
 
-    /* Groups, deciding from the last node back. */
+    /* Groups, deciding from the last node back. dest[group]: the parameter
+     * an update group writes, else NULL. */
     int *gid = arena_alloc(a, sizeof(int) * (size_t)n);
+    Node **dest = arena_alloc(a, sizeof(Node *) * (size_t)(n + 1));
     int ngroups = 0;
     for (int i = n - 1; i >= 0; i--) {
         Node *x = g->nodes.items[i];
@@ -134,6 +150,8 @@ void fuse_program(Graph *g, Program *p, bool *mat) {
         if (!fusible(x) || x->op == OP_ASSIGN || is_root[i]) {
             mat[i] = true;
             gid[i] = fusible(x) ? ngroups++ : GID_NONE;
+            if (x->op == OP_ASSIGN)
+                dest[gid[i]] = x->src[0];
             continue;
         }
         int group = GID_NONE;
@@ -145,6 +163,12 @@ void fuse_program(Graph *g, Program *p, bool *mat) {
                 break;
             }
             int ug = gid[u->id];
+            /* A consumer spread over several groups may be in an update. */
+            if ((ug >= 0 && dest[ug] && !safe_in_update(x, dest[ug])) ||
+                (ug == GID_MULTI && !safe_in_update(x, NULL))) {
+                inline_ok = false;
+                break;
+            }
             if (ug == GID_MULTI || (group != GID_NONE && ug != group))
                 multi = true;
             group = ug;

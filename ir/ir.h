@@ -282,6 +282,9 @@ typedef struct Plan {
 /* Cut the programs out of the optimized graph, fuse, schedule and plan memory
  * for batches up to max_batch. Requires ad_backward and opt_build for train. */
 Plan *ir_plan(Graph *g, int64_t max_batch, int elem_size);
+/* The same for only the programs whose bit (1u << ProgramKind) is in mask;
+ * the others get no roots and no kernels. */
+Plan *ir_plan_programs(Graph *g, int64_t max_batch, int elem_size, unsigned mask);
 size_t node_bytes(const Node *n, int64_t batch, int elem_size);
 
 /* ---- printing ------------------------------------------------------------- */

@@ -48,11 +48,12 @@ static size_t first_fit(const Block *live, int nlive, size_t base, size_t size) 
     return at;
 }
 
-static void plan_program(Graph *g, Plan *plan, Program *p, const size_t *persistent) {
+static void plan_program(Graph *g, Plan *plan, Program *p, const size_t *persistent, bool wanted) {
     Arena *a = g->arena;
     int n = g->nodes.len, nk = p->kernels.len;
     bool *mat = arena_alloc(a, (size_t)n);
-    fuse_program(g, p, mat);
+    if (wanted)
+        fuse_program(g, p, mat);
     p->offset = arena_alloc(a, sizeof(size_t) * (size_t)n);
     for (int i = 0; i < n; i++)
         p->offset[i] = persistent[i];
@@ -113,6 +114,10 @@ static void plan_program(Graph *g, Plan *plan, Program *p, const size_t *persist
 }
 
 Plan *ir_plan(Graph *g, int64_t max_batch, int elem_size) {
+    return ir_plan_programs(g, max_batch, elem_size, (1u << PROG_COUNT) - 1);
+}
+
+Plan *ir_plan_programs(Graph *g, int64_t max_batch, int elem_size, unsigned mask) {
     gc_assert(max_batch >= 1 && (elem_size == 4 || elem_size == 8));
     Arena *a = g->arena;
     Plan *plan = arena_alloc(a, sizeof *plan);
@@ -137,7 +142,7 @@ Plan *ir_plan(Graph *g, int64_t max_batch, int elem_size) {
         Program *p = &plan->prog[k];
         p->kind = (ProgramKind)k;
         p->name = prog_names[k];
-        plan_program(g, plan, p, persistent);
+        plan_program(g, plan, p, persistent, mask >> k & 1);
         if (p->bytes > plan->arena_bytes)
             plan->arena_bytes = p->bytes;
     }
