@@ -2,6 +2,7 @@
  *   jit.c     target machine, optimisation pipeline, ORC LLJIT, symbols
  *   mathfn.c  vectorisable exp, log, tanh, sigmoid as inline IR
  *   lower.c   kernels and programs to LLVM IR
+ *   cg.c      cg.h's entry points
  */
 #ifndef GRADC_CG_INTERNAL_H
 #define GRADC_CG_INTERNAL_H
@@ -9,6 +10,8 @@
 #include <llvm-c/Core.h>
 #include <llvm-c/TargetMachine.h>
 #include <stdbool.h>
+
+#include "cg.h"
 
 /* ---- jit.c ----------------------------------------------------------------- */
 
@@ -51,5 +54,16 @@ LLVMValueRef cg_emit_sigmoid(LLVMBuilderRef b, LLVMModuleRef m, LLVMValueRef x);
 /* A call of an LLVM intrinsic overloaded on x's type, e.g. "llvm.sqrt". */
 LLVMValueRef cg_emit_intrinsic1(LLVMBuilderRef b, LLVMModuleRef m, const char *name, LLVMValueRef x);
 LLVMValueRef cg_emit_intrinsic2(LLVMBuilderRef b, LLVMModuleRef m, const char *name, LLVMValueRef x, LLVMValueRef y);
+
+/* ---- lower.c -----------------------------------------------------------------
+ * Builds the module of every program of plan in ctx; names[k] is program
+ * k's entry point, or NULL when it has no roots. All allocation in a. */
+LLVMModuleRef cg_lower(LLVMContextRef ctx, const Graph *g, const Plan *plan, int elem_size,
+                       Arena *a, const char *names[PROG_COUNT]);
+
+/* ---- cg.c ---------------------------------------------------------------------
+ * For tests: the host assembly of the compiled module's optimised IR
+ * (malloc'ed), or NULL and *err (malloc'ed). */
+char *cg_module_asm(const CgModule *m, char **err);
 
 #endif

@@ -1,0 +1,138 @@
+/* cg.c: the code generator's entry points (cg.h) and the compiled module.
+ *
+ * Owns the order of a compile: lower every program (lower.c), verify and
+ * optimise for the host (jit.c), keep the optimised IR as text, hand the
+ * module to the JIT and look up each program's entry point. Every LLVM or
+ * JIT failure becomes one diagnostic with LLVM's message; nothing leaks on
+ * any path. Must not build IR (lower.c) or call ORC itself (jit.c).
+ */
+#include "cg.h"
+
+#include "cg_internal.h"
+
+#include <llvm-c/IRReader.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+struct CgModule {
+    CgJit *jit;                 /* owns the compiled code */
+    RtFn fn[PROG_COUNT];        /* entry points; NULL for programs without roots */
+    char *ir;                   /* the optimised module as text */
+    int opt_level;
+};
+
+/* diag "<what>: <err>" and free err. */
+static void fail(Diags *d, const char *what, char *err) {
+    diag_error(d, (Loc){0}, "%s: %s", what, err ? err : "unknown error");
+    free(err);
+}
+
+static char *copy_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *c = malloc(n);
+    if (c)
+        memcpy(c, s, n);
+    return c;
+}
+
+CgModule *cg_compile(const Graph *g, const Plan *plan, const CgOptions *o, Diags *d) {
+    CgOptions opt = o ? *o : (CgOptions){.elem_size = plan->elem_size, .opt_level = 2};
+    gc_assert(opt.elem_size == plan->elem_size);
+    gc_assert(opt.opt_level >= 0 && opt.opt_level <= 3);
+    cg_llvm_init();
+    CgModule *m = calloc(1, sizeof *m);
+    if (!m) {
+        diag_error(d, (Loc){0}, "out of memory for the compiled module");
+        return NULL;
+    }
+    m->opt_level = opt.opt_level;
+    char *err = NULL;
+    m->jit = cg_jit_new(&err);
+    if (!m->jit) {
+        fail(d, "cannot start the JIT", err);
+        free(m);
+        return NULL;
+    }
+
+    Arena *a = arena_new();
+    const char *names[PROG_COUNT];
+    LLVMModuleRef mod = cg_lower(cg_jit_context(m->jit), g, plan, opt.elem_size, a, names);
+    LLVMTargetMachineRef tm = cg_host_target_machine(opt.opt_level, &err);
+    bool ok = tm != NULL;
+    if (!ok)
+        fail(d, "cannot target the host CPU", err);
+    else if (!(ok = cg_optimize(mod, tm, opt.opt_level, &err)))
+        fail(d, "cannot optimise the generated code", err);
+    if (tm)
+        LLVMDisposeTargetMachine(tm);
+    if (ok) {
+        char *text = LLVMPrintModuleToString(mod);
+        m->ir = copy_str(text);
+        LLVMDisposeMessage(text);
+        if (!m->ir) {
+            diag_error(d, (Loc){0}, "out of memory for the module's IR text");
+            ok = false;
+        }
+    }
+    if (!ok)
+        LLVMDisposeModule(mod);
+    else if (!(ok = cg_jit_add(m->jit, mod, &err))) /* takes mod */
+        fail(d, "cannot JIT the generated code", err);
+    for (int k = 0; ok && k < PROG_COUNT; k++) {
+        if (!names[k])
+            continue;
+        void *addr = cg_jit_lookup(m->jit, names[k], &err);
+        if (!addr) {
+            fail(d, "cannot compile the generated code", err);
+            ok = false;
+            break;
+        }
+        _Static_assert(sizeof m->fn[k] == sizeof addr, "function and data pointers differ");
+        memcpy(&m->fn[k], &addr, sizeof addr);
+    }
+    arena_free(a);
+    if (!ok) {
+        cg_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+RtFn cg_program(const CgModule *m, ProgramKind kind) {
+    gc_assert((unsigned)kind < PROG_COUNT);
+    return m->fn[kind];
+}
+
+char *cg_llvm_ir(const CgModule *m) { return copy_str(m->ir); }
+
+void cg_free(CgModule *m) {
+    if (!m)
+        return;
+    cg_jit_free(m->jit);
+    free(m->ir);
+    free(m);
+}
+
+/* The kept IR text is parsed into a fresh context, so this works whatever
+ * the JIT has done with the module. */
+char *cg_module_asm(const CgModule *m, char **err) {
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMMemoryBufferRef buf =
+        LLVMCreateMemoryBufferWithMemoryRangeCopy(m->ir, strlen(m->ir), "module");
+    LLVMModuleRef mod = NULL;
+    char *msg = NULL, *text = NULL;
+    if (LLVMParseIRInContext(ctx, buf, &mod, &msg)) { /* takes buf */
+        *err = copy_str(msg ? msg : "cannot parse the module's IR");
+        LLVMDisposeMessage(msg);
+    } else {
+        LLVMTargetMachineRef tm = cg_host_target_machine(m->opt_level, err);
+        if (tm) {
+            text = cg_emit_asm(mod, tm, err);
+            LLVMDisposeTargetMachine(tm);
+        }
+        LLVMDisposeModule(mod);
+    }
+    LLVMContextDispose(ctx);
+    return text;
+}
