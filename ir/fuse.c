@@ -22,6 +22,7 @@
 #include "pass.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 enum { GID_NONE = -1, GID_MULTI = -2 };
 
@@ -41,12 +42,30 @@ static bool stored_leaf(const Node *n) {
     return n->op == OP_INPUT || n->op == OP_PARAM || n->op == OP_HYPER;
 }
 
-/* x may be computed inside the update kernel of parameter p. */
-static bool safe_in_update(const Node *x, const Node *p) {
+/* Does x depend on node p? (seen: scratch, one flag per node, cleared) */
+static bool depends_on(const Node *x, const Node *p, bool *seen) {
+    if (x == p)
+        return true;
+    if (seen[x->id])
+        return false;
+    seen[x->id] = true;
+    for (int s = 0; s < x->nsrc; s++)
+        if (depends_on(x->src[s], p, seen))
+            return true;
+    return false;
+}
+
+/* x may be computed inside the update kernel of parameter p (NULL: of
+ * some parameter): it reads no other parameter directly, and an index map
+ * (transpose, broadcast) does not read p at all, at any depth. */
+static bool safe_in_update(const Node *x, const Node *p, bool *seen, int n) {
     for (int s = 0; s < x->nsrc; s++)
         if (x->src[s]->op == OP_PARAM && (x->src[s] != p || op_has(x->op, OPF_MOVE)))
             return false;
-    return true;
+    if (!op_has(x->op, OPF_MOVE) || !p)
+        return true;
+    memset(seen, 0, (size_t)n);
+    return !depends_on(x, p, seen);
 }
 
 static void collect_roots(Graph *g, Program *p) {
@@ -137,6 +156,7 @@ void fuse_program(Graph *g, Program *p, bool *mat) {
      * an update group writes, else NULL. */
     int *gid = arena_alloc(a, sizeof(int) * (size_t)n);
     Node **dest = arena_alloc(a, sizeof(Node *) * (size_t)(n + 1));
+    bool *scratch = arena_alloc(a, (size_t)n);
     int ngroups = 0;
     for (int i = n - 1; i >= 0; i--) {
         Node *x = g->nodes.items[i];
@@ -164,8 +184,8 @@ void fuse_program(Graph *g, Program *p, bool *mat) {
             }
             int ug = gid[u->id];
             /* A consumer spread over several groups may be in an update. */
-            if ((ug >= 0 && dest[ug] && !safe_in_update(x, dest[ug])) ||
-                (ug == GID_MULTI && !safe_in_update(x, NULL))) {
+            if ((ug >= 0 && dest[ug] && !safe_in_update(x, dest[ug], scratch, n)) ||
+                (ug == GID_MULTI && !safe_in_update(x, NULL, scratch, n))) {
                 inline_ok = false;
                 break;
             }
