@@ -1,0 +1,92 @@
+/* rtmodel.c: Graph + Plan -> RtModel. See rtmodel.h. */
+#include "rtmodel.h"
+
+static RtTensor tensor_of(const Node *n, const char *name, size_t offset) {
+    RtTensor t = {.name = name, .dtype = n->dtype == DT_INT ? RT_INT : RT_FLOAT,
+                  .rank = n->shape.rank, .offset = offset};
+    for (int i = 0; i < n->shape.rank; i++)
+        t.dims[i] = n->shape.d[i] == DIM_BATCH ? RT_DIM_BATCH : n->shape.d[i];
+    return t;
+}
+
+/* The number of classes an integer input indexes, from the ops that use it
+ * as labels (cross-entropy, one-hot); 0 if none does. */
+static int64_t label_limit(const Graph *g, const Node *in) {
+    for (int i = 0; i < g->nodes.len; i++) {
+        const Node *n = g->nodes.items[i];
+        if (n->dead)
+            continue;
+        if (n->op == OP_XENT && n->src[1] == in)
+            return n->src[0]->shape.d[n->src[0]->shape.rank - 1];
+        if (n->op == OP_ONEHOT && n->src[0] == in)
+            return n->shape.d[n->shape.rank - 1];
+    }
+    return 0;
+}
+
+static RtProgram program_of(Arena *a, const Graph *g, const Program *p, RtFn fn) {
+    RtProgram rp = {.fn = fn, .nroots = p->roots.len};
+    RtTensor *roots = arena_alloc(a, sizeof(RtTensor) * (size_t)(p->roots.len + 1));
+    for (int i = 0; i < p->roots.len; i++) {
+        const Node *n = p->roots.items[i];
+        const char *name = n->name ? n->name : arena_printf(a, "%%%d", n->id);
+        roots[i] = tensor_of(n, name, p->offset[n->id]);
+    }
+    (void)g;
+    rp.roots = roots;
+    return rp;
+}
+
+RtModel *cg_rt_model(Arena *a, const Graph *g, const Plan *plan, RtFn const fns[PROG_COUNT]) {
+    RtModel *m = arena_alloc(a, sizeof *m);
+    const size_t *off = plan->prog[PROG_TRAIN].offset; /* leaves: the same in every program */
+    m->name = g->name;
+    m->elem_size = plan->elem_size;
+    m->max_batch = plan->max_batch;
+    m->arena_bytes = plan->arena_bytes;
+
+    RtTensor *params = arena_alloc(a, sizeof(RtTensor) * (size_t)(g->params.len + 1));
+    RtInit *inits = arena_alloc(a, sizeof(RtInit) * (size_t)(g->params.len + 1));
+    for (int i = 0; i < g->params.len; i++) {
+        const Param *p = &g->params.items[i];
+        params[i] = tensor_of(p->node, p->name, off[p->node->id]);
+        inits[i] = (RtInit){(RtInitKind)p->init.kind, p->init.a, p->init.b, p->init.values,
+                            p->init.nvalues};
+    }
+    m->nparams = g->params.len;
+    m->params = params;
+    m->inits = inits;
+
+    RtTensor *inputs = arena_alloc(a, sizeof(RtTensor) * (size_t)(g->inputs.len + 1));
+    for (int i = 0; i < g->inputs.len; i++) {
+        const Input *in = &g->inputs.items[i];
+        inputs[i] = tensor_of(in->node, in->name, off[in->node->id]);
+        inputs[i].limit = label_limit(g, in->node);
+    }
+    m->ninputs = g->inputs.len;
+    m->inputs = inputs;
+
+    RtTensor *hypers = arena_alloc(a, sizeof(RtTensor) * (size_t)(g->hypers.len + 1));
+    double *defaults = arena_alloc(a, sizeof(double) * (size_t)(g->hypers.len + 1));
+    for (int i = 0; i < g->hypers.len; i++) {
+        const Hyper *h = &g->hypers.items[i];
+        hypers[i] = tensor_of(h->node, h->name, off[h->node->id]);
+        defaults[i] = h->value;
+    }
+    m->nhypers = g->hypers.len;
+    m->hypers = hypers;
+    m->hyper_defaults = defaults;
+
+    m->train = program_of(a, g, &plan->prog[PROG_TRAIN], fns[PROG_TRAIN]);
+    m->grad = program_of(a, g, &plan->prog[PROG_GRAD], fns[PROG_GRAD]);
+    m->eval = program_of(a, g, &plan->prog[PROG_EVAL], fns[PROG_EVAL]);
+    m->predict = program_of(a, g, &plan->prog[PROG_PREDICT], fns[PROG_PREDICT]);
+    switch (g->metric.kind) {
+    case METRIC_NONE: m->metric = RT_METRIC_NONE; break;
+    case METRIC_ARGMAX: m->metric = RT_METRIC_ARGMAX; break;
+    case METRIC_THRESHOLD: m->metric = RT_METRIC_THRESHOLD; break;
+    }
+    m->metric_label = g->metric.label;
+    m->metric_threshold = g->metric.threshold;
+    return m;
+}

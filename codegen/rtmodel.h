@@ -1,0 +1,19 @@
+/* rtmodel.h: describe a planned graph to the runtime.
+ *
+ * The runtime sees a compiled model only as an RtModel (runtime/rt.h): where
+ * each parameter, input, hyperparameter and program result lives in the
+ * arena, how parameters are initialised, which functions to call. This
+ * builds that description from the Graph and its Plan; the JIT fills in the
+ * function pointers, an ahead-of-time build writes the same data out.
+ * No LLVM here.
+ */
+#ifndef GRADC_RTMODEL_H
+#define GRADC_RTMODEL_H
+
+#include "../ir/ir.h"
+#include "../runtime/rt.h"
+
+/* All allocations in a. fns[k] is the entry point of program k or NULL. */
+RtModel *cg_rt_model(Arena *a, const Graph *g, const Plan *plan, RtFn const fns[PROG_COUNT]);
+
+#endif

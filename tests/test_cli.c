@@ -1,0 +1,251 @@
+/* test_cli.c: the gradc command as a user runs it: exit statuses, messages,
+ * the bundled examples trained to their targets, the printed gradient graph
+ * against a golden file. Runs the built binary (GRADC_BINARY) from the
+ * source root. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+static char *out_text, *err_text;
+
+static char *read_all(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return strdup("");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    size_t got = fread(buf, 1, (size_t)n, f);
+    buf[got] = 0;
+    fclose(f);
+    return buf;
+}
+
+/* Run "gradc <args>" in the source root; stdout and stderr into out_text and
+ * err_text; returns the exit status. */
+static int gradc(const char *args) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s >'%s/out' 2>'%s/err' </dev/null", GRADC_SOURCE_DIR,
+             GRADC_BINARY, args, tmpdir, tmpdir);
+    int st = system(cmd);
+    free(out_text);
+    free(err_text);
+    char path[512];
+    snprintf(path, sizeof path, "%s/out", tmpdir);
+    out_text = read_all(path);
+    snprintf(path, sizeof path, "%s/err", tmpdir);
+    err_text = read_all(path);
+    assert_true(WIFEXITED(st)); /* never a crash */
+    return WEXITSTATUS(st);
+}
+
+static void write_file(const char *name, const char *text) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The value of "key": in the last line of a JSON Lines file; NAN if absent. */
+static double last_log_value(const char *path, const char *key) {
+    char *text = read_all(path);
+    char *last = text, *p;
+    for (p = text; *p; p++)
+        if (*p == '\n' && p[1])
+            last = p + 1;
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    char *k = strstr(last, pat);
+    double v = k ? strtod(k + strlen(pat), NULL) : NAN;
+    free(text);
+    return v;
+}
+
+static void test_no_arguments_is_a_usage_error(void **state) {
+    (void)state;
+    assert_int_equal(gradc(""), 2);
+    assert_non_null(strstr(err_text, "usage: gradc <command>"));
+}
+
+static void test_unknown_command_suggests_the_closest(void **state) {
+    (void)state;
+    assert_int_equal(gradc("trian examples/xor.nn"), 2);
+    assert_non_null(strstr(err_text, "gradc: unknown command 'trian'; did you mean 'train'?"));
+}
+
+static void test_bad_option_values_are_usage_errors(void **state) {
+    (void)state;
+    assert_int_equal(gradc("train examples/xor.nn --epochs ten"), 2);
+    assert_non_null(strstr(err_text, "--epochs expects a positive integer, got 'ten'"));
+    assert_int_equal(gradc("train examples/xor.nn --lr"), 2);
+    assert_int_equal(gradc("train examples/xor.nn --bogus"), 2);
+    assert_non_null(strstr(err_text, "unknown option '--bogus'"));
+    assert_int_equal(gradc("train"), 2);
+}
+
+static void test_help_describes_the_options(void **state) {
+    (void)state;
+    assert_int_equal(gradc("--help"), 0);
+    assert_non_null(strstr(out_text, "train M.nn"));
+    assert_int_equal(gradc("train --help"), 0);
+    assert_non_null(strstr(out_text, "--log F.jsonl"));
+    assert_int_equal(gradc("grad --help"), 0);
+}
+
+static void test_missing_model_file_is_a_user_error(void **state) {
+    (void)state;
+    assert_int_equal(gradc("train no/such/model.nn"), 1);
+    assert_string_equal(err_text, "gradc: error: cannot read 'no/such/model.nn': No such file or directory\n");
+}
+
+static void test_bad_model_prints_located_diagnostic(void **state) {
+    (void)state;
+    write_file("bad.nn", "input x[B, 2]\nparam W[2, 3] ~ glorot\nh = relu(x @ W2)\n");
+    char args[600];
+    snprintf(args, sizeof args, "grad %s/bad.nn", tmpdir);
+    assert_int_equal(gradc(args), 1);
+    char want[1024];
+    snprintf(want, sizeof want,
+             "%s/bad.nn:3:14: error: undefined name 'W2'; did you mean 'W'?\n"
+             "    3 | h = relu(x @ W2)\n"
+             "      |              ^~\n",
+             tmpdir);
+    assert_string_equal(err_text, want);
+}
+
+static void test_missing_data_file_points_at_the_path(void **state) {
+    (void)state;
+    write_file("nodata.nn", "input x[B, 1]\ninput y[B, 1]\nparam w[1, 1] = 0\n"
+                            "loss = mse(x @ w, y)\n"
+                            "train {\n  data = csv(\"missing.csv\", x = 0, y = 1)\n}\n");
+    char args[600];
+    snprintf(args, sizeof args, "train %s/nodata.nn", tmpdir);
+    assert_int_equal(gradc(args), 1);
+    assert_non_null(strstr(err_text, "nodata.nn:6:14: error: cannot open data file 'missing.csv'"));
+    assert_non_null(strstr(err_text, "No such file or directory"));
+}
+
+static void test_model_without_loss_cannot_train(void **state) {
+    (void)state;
+    write_file("noloss.nn", "input x[B, 1]\nparam w[1, 1] = 0\noutput y = x @ w\n");
+    char args[600];
+    snprintf(args, sizeof args, "train %s/noloss.nn", tmpdir);
+    assert_int_equal(gradc(args), 1);
+    assert_non_null(strstr(err_text, "the model has no 'loss = ...' statement"));
+}
+
+/* The target: XOR's binary cross-entropy falls below 0.05. */
+static void test_xor_example_trains_below_0_05(void **state) {
+    (void)state;
+    char args[800];
+    snprintf(args, sizeof args, "train examples/xor.nn -q --log %s/xor.jsonl --save %s/xor.safetensors",
+             tmpdir, tmpdir);
+    assert_int_equal(gradc(args), 0);
+    assert_string_equal(out_text, ""); /* -q */
+    char log[512];
+    snprintf(log, sizeof log, "%s/xor.jsonl", tmpdir);
+    assert_true(last_log_value(log, "loss") < 0.05);
+    assert_true(last_log_value(log, "accuracy") == 1);
+    assert_true(last_log_value(log, "epoch") == 2000);
+    char w[512];
+    snprintf(w, sizeof w, "%s/xor.safetensors", tmpdir);
+    assert_int_equal(access(w, R_OK), 0);
+}
+
+/* The issue's target: Iris reaches at least 95% training accuracy, and the
+ * held-out accuracy of the example as shipped is reported. */
+static void test_iris_example_reaches_95_percent(void **state) {
+    (void)state;
+    char args[800], log[512];
+    snprintf(args, sizeof args, "train examples/iris.nn -q --split 0 --log %s/iris.jsonl --save %s/iris.safetensors",
+             tmpdir, tmpdir);
+    assert_int_equal(gradc(args), 0);
+    snprintf(log, sizeof log, "%s/iris.jsonl", tmpdir);
+    assert_true(last_log_value(log, "accuracy") >= 0.95);
+    assert_true(isnan(last_log_value(log, "val_loss")));
+
+    snprintf(args, sizeof args, "train examples/iris.nn --log %s/iris2.jsonl --save %s/iris.safetensors",
+             tmpdir, tmpdir);
+    assert_int_equal(gradc(args), 0);
+    assert_non_null(strstr(out_text, "epoch 600/600"));
+    assert_non_null(strstr(out_text, "val_loss"));
+    snprintf(log, sizeof log, "%s/iris2.jsonl", tmpdir);
+    assert_true(last_log_value(log, "accuracy") >= 0.95);
+    assert_false(isnan(last_log_value(log, "val_loss")));
+}
+
+/* The same seed gives the same training, bit for bit. */
+static void test_same_seed_same_log(void **state) {
+    (void)state;
+    char args[800], a[512], b[512];
+    snprintf(args, sizeof args, "train examples/iris.nn -q --epochs 5 --log %s/s1.jsonl --save %s/s.safetensors", tmpdir, tmpdir);
+    assert_int_equal(gradc(args), 0);
+    snprintf(args, sizeof args, "train examples/iris.nn -q --epochs 5 --log %s/s2.jsonl --save %s/s.safetensors", tmpdir, tmpdir);
+    assert_int_equal(gradc(args), 0);
+    snprintf(a, sizeof a, "%s/s1.jsonl", tmpdir);
+    snprintf(b, sizeof b, "%s/s2.jsonl", tmpdir);
+    assert_true(last_log_value(a, "loss") == last_log_value(b, "loss"));
+    assert_true(last_log_value(a, "val_loss") == last_log_value(b, "val_loss"));
+}
+
+static void test_grad_prints_rules_and_source_lines(void **state) {
+    (void)state;
+    assert_int_equal(gradc("grad examples/xor.nn"), 0);
+    assert_non_null(strstr(out_text, "# gradient graph"));
+    assert_non_null(strstr(out_text, "sigmoid': g * s * (1 - s)"));
+    assert_non_null(strstr(out_text, "examples/xor.nn:13"));
+    assert_non_null(strstr(out_text, "matmul': op(a)^T @ g"));
+    assert_non_null(strstr(out_text, "sgd: p - lr * g"));
+}
+
+/* The printed gradient graph of xor.nn, after the passes, is stable. To
+ * update after an intended change:
+ *   build/gradc grad examples/xor.nn > tests/golden/xor.grad.txt */
+static void test_grad_output_matches_golden_file(void **state) {
+    (void)state;
+    assert_int_equal(gradc("grad examples/xor.nn"), 0);
+    char *want = read_all(GRADC_SOURCE_DIR "/tests/golden/xor.grad.txt");
+    assert_string_equal(out_text, want);
+    free(want);
+}
+
+int main(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/gradc-cli-XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_no_arguments_is_a_usage_error),
+        cmocka_unit_test(test_unknown_command_suggests_the_closest),
+        cmocka_unit_test(test_bad_option_values_are_usage_errors),
+        cmocka_unit_test(test_help_describes_the_options),
+        cmocka_unit_test(test_missing_model_file_is_a_user_error),
+        cmocka_unit_test(test_bad_model_prints_located_diagnostic),
+        cmocka_unit_test(test_missing_data_file_points_at_the_path),
+        cmocka_unit_test(test_model_without_loss_cannot_train),
+        cmocka_unit_test(test_xor_example_trains_below_0_05),
+        cmocka_unit_test(test_iris_example_reaches_95_percent),
+        cmocka_unit_test(test_same_seed_same_log),
+        cmocka_unit_test(test_grad_prints_rules_and_source_lines),
+        cmocka_unit_test(test_grad_output_matches_golden_file),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        rc = rc ? rc : 1;
+    free(out_text);
+    free(err_text);
+    return rc;
+}
