@@ -837,6 +837,22 @@ static LLVMValueRef emit_row_max(Kern *k, const Node *x, LLVMValueRef base, LLVM
     return l.out[0];
 }
 
+/* sum over j < len of exp(x[base + j * stride] - m); each term also
+ * stored at the same index of `store` when it is not NULL. */
+static LLVMValueRef emit_row_sum_exp(Kern *k, const Node *x, LLVMValueRef base, LLVMValueRef len,
+                                     LLVMValueRef stride, LLVMValueRef m, const Node *store) {
+    Loop l;
+    LLVMValueRef zero = cfp(k, 0);
+    LLVMValueRef j = loop_open(k, &l, len, 1, &zero);
+    LLVMValueRef idx = iadd(k, base, imul(k, j, stride));
+    LLVMValueRef e = emit_exp(k, sub_f(k, load_at(k, x, idx), m));
+    if (store)
+        store_at(k, store, idx, e);
+    LLVMValueRef s = facc(k, l.phi[0], e);
+    loop_close(k, &l, &s);
+    return l.out[0];
+}
+
 /* softmax: e = exp(x - max), stored, summed; then out = e / sum.
  * log_softmax: out = (x - max) - log(sum of exp(x - max)).
  * Loops: O outer, I inner, then three passes along the axis (stride I). */
@@ -847,25 +863,16 @@ static void emit_softmax(Kern *k, const Node *n, bool log) {
     LLVMValueRef A = mono_value(k, mono_dim(x->shape.d[ax]));
     LLVMValueRef I = mono_value(k, mono_dims(&x->shape, ax + 1, x->shape.rank));
     LLVMValueRef AI = imul(k, A, I);
-    Loop lo, lt, l2, l3;
+    Loop lo, lt, l3;
     LLVMValueRef o = loop_open(k, &lo, O, 0, NULL);
     LLVMValueRef t = loop_open(k, &lt, I, 0, NULL);
     LLVMValueRef base = iadd(k, imul(k, o, AI), t);
     LLVMValueRef m = emit_row_max(k, x, base, A, I);
-
-    LLVMValueRef zero = cfp(k, 0);
-    LLVMValueRef j = loop_open(k, &l2, A, 1, &zero);
-    LLVMValueRef idx = iadd(k, base, imul(k, j, I));
-    LLVMValueRef e = emit_exp(k, sub_f(k, load_at(k, x, idx), m));
-    if (!log)
-        store_at(k, n, idx, e);
-    LLVMValueRef s = facc(k, l2.phi[0], e);
-    loop_close(k, &l2, &s);
-    s = l2.out[0];
+    LLVMValueRef s = emit_row_sum_exp(k, x, base, A, I, m, log ? NULL : n);
 
     LLVMValueRef ls = log ? emit_log(k, s) : NULL;
-    j = loop_open(k, &l3, A, 0, NULL);
-    idx = iadd(k, base, imul(k, j, I));
+    LLVMValueRef j = loop_open(k, &l3, A, 0, NULL);
+    LLVMValueRef idx = iadd(k, base, imul(k, j, I));
     if (log)
         store_at(k, n, idx, sub_f(k, sub_f(k, load_at(k, x, idx), m), ls));
     else
@@ -894,15 +901,12 @@ static LLVMValueRef lower_xent(Kern *k, const Node *n, const Map *map) {
     int last = z->shape.rank - 1;
     LLVMValueRef R = mono_value(k, mono_dims(&z->shape, 0, last));
     LLVMValueRef C = mono_value(k, mono_dim(z->shape.d[last]));
-    LLVMValueRef one = ci64(k, 1), zero = cfp(k, 0);
-    Loop lr, ls;
+    LLVMValueRef one = ci64(k, 1);
+    Loop lr;
     LLVMValueRef r = loop_open(k, &lr, R, 0, NULL);
     LLVMValueRef base = imul(k, r, C);
     LLVMValueRef m = emit_row_max(k, z, base, C, one);
-    LLVMValueRef j = loop_open(k, &ls, C, 1, &zero);
-    LLVMValueRef s = facc(k, ls.phi[0], emit_exp(k, sub_f(k, load_at(k, z, iadd(k, base, j)), m)));
-    loop_close(k, &ls, &s);
-    s = ls.out[0];
+    LLVMValueRef s = emit_row_sum_exp(k, z, base, C, one, m, NULL);
     LLVMValueRef label = LLVMBuildSExt(k->b, load_at(k, y, r), k->L->i64, "");
     LLVMValueRef ok = LLVMBuildICmp(k->b, LLVMIntULT, label, C, "");
     LLVMValueRef at = sel(k, ok, label, ci64(k, 0));

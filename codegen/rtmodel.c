@@ -90,3 +90,10 @@ RtModel *cg_rt_model(Arena *a, const Graph *g, const Plan *plan, RtFn const fns[
     m->metric_threshold = g->metric.threshold;
     return m;
 }
+
+RtModel *cg_rt_model_jit(Arena *a, const Graph *g, const Plan *plan, const CgModule *m) {
+    RtFn fns[PROG_COUNT];
+    for (int k = 0; k < PROG_COUNT; k++)
+        fns[k] = cg_program(m, (ProgramKind)k);
+    return cg_rt_model(a, g, plan, fns);
+}

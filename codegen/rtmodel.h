@@ -12,8 +12,11 @@
 
 #include "../ir/ir.h"
 #include "../runtime/rt.h"
+#include "cg.h"
 
 /* All allocations in a. fns[k] is the entry point of program k or NULL. */
 RtModel *cg_rt_model(Arena *a, const Graph *g, const Plan *plan, RtFn const fns[PROG_COUNT]);
+/* The same with the entry points of a JIT-compiled module. */
+RtModel *cg_rt_model_jit(Arena *a, const Graph *g, const Plan *plan, const CgModule *m);
 
 #endif

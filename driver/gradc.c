@@ -241,12 +241,17 @@ static bool choose_optimizer(const Model *m, const TrainOpts *o, Diags *d, Optim
     const char *name = m->train.optimizer ? m->train.optimizer : "sgd";
     const Optimizer *opt = opt_lookup(name);
     if (!opt) {
-        static const char *const known[] = {"sgd"};
-        const char *near = closest_name(name, known, 1);
-        if (near)
+        int n;
+        const char *const *known = opt_names(&n);
+        const char *near = closest_name(name, known, n);
+        if (near) {
             diag_error(d, m->train.optimizer_loc, "unknown optimizer '%s'; did you mean '%s'?", name, near);
-        else
-            diag_error(d, m->train.optimizer_loc, "unknown optimizer '%s' (known: sgd)", name);
+        } else {
+            char list[256] = "";
+            for (int i = 0; i < n; i++)
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", known[i]);
+            diag_error(d, m->train.optimizer_loc, "unknown optimizer '%s' (known: %s)", name, list);
+        }
         return false;
     }
     *out = *opt;
@@ -334,10 +339,7 @@ static int cmd_train(int argc, char **argv) {
         diags_print(&d, stderr, want_color());
         goto out;
     }
-    RtFn fns[PROG_COUNT];
-    for (int k = 0; k < PROG_COUNT; k++)
-        fns[k] = cg_program(cg, (ProgramKind)k);
-    RtModel *rm = cg_rt_model(a, g, plan, fns);
+    RtModel *rm = cg_rt_model_jit(a, g, plan, cg);
     double compile_ms = now_ms() - t0;
 
     rt_setup((int)o.threads);

@@ -226,6 +226,8 @@ typedef struct Optimizer {
 } Optimizer;
 
 const Optimizer *opt_lookup(const char *name); /* the built-in rules; NULL if unknown */
+/* The built-in rules' names, for messages; *n is their count. */
+const char *const *opt_names(int *n);
 void opt_build(Graph *g, const Optimizer *opt);
 
 /* ---- passes ------------------------------------------------------------------

@@ -27,6 +27,15 @@ static const Optimizer builtin[] = {
     {"sgd", build_sgd, 1, {"lr"}, {0.01}},
 };
 
+const char *const *opt_names(int *n) {
+    enum { N = sizeof builtin / sizeof builtin[0] };
+    static const char *names[N];
+    for (int i = 0; i < N; i++)
+        names[i] = builtin[i].name;
+    *n = N;
+    return names;
+}
+
 const Optimizer *opt_lookup(const char *name) {
     for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++)
         if (strcmp(builtin[i].name, name) == 0)

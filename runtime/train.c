@@ -229,22 +229,20 @@ static void print_progress(FILE *out, const RtEpochStats *e, int64_t total) {
     fflush(out);
 }
 
-static void log_key(FILE *f, const char *key, double v, bool *first) {
-    if (!isfinite(v))
-        return;
-    fprintf(f, "%s\"%s\":%.9g", *first ? "" : ",", key, v);
-    *first = false;
+/* ,"key":v after the keys before it; nothing when v is not finite. */
+static void log_key(FILE *f, const char *key, double v) {
+    if (isfinite(v))
+        fprintf(f, ",\"%s\":%.9g", key, v);
 }
 
 /* One JSON object on one line; non-finite values left out (JSON has none). */
 static bool log_epoch(FILE *f, const RtEpochStats *e) {
-    bool first = false;
     fprintf(f, "{\"epoch\":%lld,\"step\":%lld", (long long)e->epoch, (long long)e->step);
-    log_key(f, "loss", e->loss, &first);
-    log_key(f, "val_loss", e->val_loss, &first);
-    log_key(f, "accuracy", e->accuracy, &first);
-    log_key(f, "samples_per_s", e->samples_per_s, &first);
-    log_key(f, "seconds", e->seconds, &first);
+    log_key(f, "loss", e->loss);
+    log_key(f, "val_loss", e->val_loss);
+    log_key(f, "accuracy", e->accuracy);
+    log_key(f, "samples_per_s", e->samples_per_s);
+    log_key(f, "seconds", e->seconds);
     fputs("}\n", f);
     return fflush(f) == 0 && !ferror(f);
 }

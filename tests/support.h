@@ -53,10 +53,7 @@ static inline Compiled *compile_model(const char *path, const char *text, int64_
         diags_print(&c->d, stderr, false);
         fail_msg("model %s does not compile to native code", path);
     }
-    RtFn fns[PROG_COUNT];
-    for (int k = 0; k < PROG_COUNT; k++)
-        fns[k] = cg_program(c->cg, (ProgramKind)k);
-    c->rm = cg_rt_model(c->a, c->g, c->plan, fns);
+    c->rm = cg_rt_model_jit(c->a, c->g, c->plan, c->cg);
     RtError err;
     if (rt_session_init(&c->s, c->rm, 1, &err) != RT_OK)
         fail_msg("%s", err.msg);

@@ -220,11 +220,8 @@ static double check_op(Op op) {
         diags_print(&d, stderr, false);
         fail_msg("%s: does not compile", op_info[op].name);
     }
-    RtFn fns[PROG_COUNT];
-    for (int k = 0; k < PROG_COUNT; k++)
-        fns[k] = cg_program(cg, (ProgramKind)k);
     Compiled cc = {.a = a, .g = g, .plan = plan, .cg = cg};
-    cc.rm = cg_rt_model(a, g, plan, fns);
+    cc.rm = cg_rt_model_jit(a, g, plan, cg);
     RtError err;
     assert_int_equal(rt_session_init(&cc.s, cc.rm, 1, &err), RT_OK);
     rt_init_params(&cc.s);
