@@ -137,6 +137,22 @@ static void test_missing_data_file_points_at_the_path(void **state) {
     assert_non_null(strstr(err_text, "No such file or directory"));
 }
 
+static void test_unknown_optimizer_suggests_the_closest(void **state) {
+    (void)state;
+    write_file("opt.csv", "x,y\n1,2\n");
+    write_file("opt.nn", "input x[B, 1]\ninput y[B, 1]\nparam w[1, 1] = 1\nloss = mse(x @ w, y)\n"
+                         "train {\n  data = csv(\"opt.csv\", x = 0, y = 1)\n  optimizer = sdg(lr = 0.1)\n}\n");
+    char args[600], want[1024];
+    snprintf(args, sizeof args, "train %s/opt.nn", tmpdir);
+    assert_int_equal(gradc(args), 1);
+    snprintf(want, sizeof want,
+             "%s/opt.nn:7:15: error: unknown optimizer 'sdg'; did you mean 'sgd'?\n"
+             "    7 |   optimizer = sdg(lr = 0.1)\n"
+             "      |               ^~~\n",
+             tmpdir);
+    assert_string_equal(err_text, want);
+}
+
 static void test_model_without_loss_cannot_train(void **state) {
     (void)state;
     write_file("noloss.nn", "input x[B, 1]\nparam w[1, 1] = 0\noutput y = x @ w\n");
@@ -233,6 +249,7 @@ int main(void) {
         cmocka_unit_test(test_missing_model_file_is_a_user_error),
         cmocka_unit_test(test_bad_model_prints_located_diagnostic),
         cmocka_unit_test(test_missing_data_file_points_at_the_path),
+        cmocka_unit_test(test_unknown_optimizer_suggests_the_closest),
         cmocka_unit_test(test_model_without_loss_cannot_train),
         cmocka_unit_test(test_xor_example_trains_below_0_05),
         cmocka_unit_test(test_iris_example_reaches_95_percent),
