@@ -7,8 +7,10 @@
  *
  * Owns the mapping of columns to model inputs, number parsing, and class ids
  * for a column of string labels. Every error names the file, the 1-based line
- * and the 1-based column. Must not keep any part of the file after returning
- * (the dataset owns copies), and must not know anything about training.
+ * and the 1-based column. Inputs left out by RtCsvSpec.need are skipped
+ * whole: their columns are never looked up, so the file may lack them.
+ * Must not keep any part of the file after returning (the dataset owns
+ * copies), and must not know anything about training.
  *
  * The file is read whole and walked three times: a scan (field counts, which
  * int columns hold strings, row count), the distinct labels of the string
@@ -295,7 +297,13 @@ static void load_free(Load *L) {
     free(L->classes);
 }
 
-/* Pair every model input with exactly one RtCsvInput. */
+/* Is model input i loaded at all? */
+static bool wanted(const Load *L, int i) {
+    return !L->spec->need || L->spec->need[i];
+}
+
+/* Pair every wanted model input with exactly one RtCsvInput; inputs not
+ * wanted keep a NULL spec. */
 static RtStatus match_inputs(Load *L) {
     const RtModel *m = L->m;
     const RtCsvSpec *spec = L->spec;
@@ -312,11 +320,13 @@ static RtStatus match_inputs(Load *L) {
             return rt_fail(L->c.err, "no model input named '%s'", ci->input);
         if (L->feeds[found].spec)
             return rt_fail(L->c.err, "input '%s' is fed twice", ci->input);
+        if (!wanted(L, found))
+            continue;
         L->feeds[found].spec = ci;
         L->feeds[found].row_elems = rt_numel(&m->inputs[found], 1);
     }
     for (int i = 0; i < m->ninputs; i++)
-        if (!L->feeds[i].spec)
+        if (!L->feeds[i].spec && wanted(L, i))
             return rt_fail(L->c.err, "data for input '%s' is missing", m->inputs[i].name);
     return RT_OK;
 }
@@ -356,6 +366,8 @@ static RtStatus resolve_columns(Load *L) {
     for (int i = 0; i < m->ninputs; i++) {
         Feed *f = &L->feeds[i];
         const RtTensor *t = &m->inputs[i];
+        if (!f->spec)
+            continue;
         if (f->spec->ncols != f->row_elems)
             return csv_fail(c, 0, 0, "input '%s' %s takes %lld values per row, but %d columns "
                             "are selected",
@@ -407,7 +419,7 @@ static RtStatus scan(Load *L, int64_t *nrows) {
     if (!L->int_col || !L->str_col || !L->str_line)
         return csv_fail(c, 0, 0, "out of memory");
     for (int i = 0; i < m->ninputs; i++)
-        if (m->inputs[i].dtype == RT_INT)
+        if (m->inputs[i].dtype == RT_INT && L->feeds[i].spec)
             for (int64_t k = 0; k < L->feeds[i].row_elems; k++)
                 L->int_col[L->feeds[i].cols[k]] = true;
     rewind_rows(c);
@@ -536,6 +548,8 @@ static RtStatus convert(Load *L, RtDataset *d) {
         for (int i = 0; i < m->ninputs; i++) {
             const RtTensor *t = &m->inputs[i];
             const Feed *f = &L->feeds[i];
+            if (!f->spec)
+                continue;
             for (int64_t k = 0; k < f->row_elems; k++) {
                 int col = f->cols[k];
                 int64_t at = row * f->row_elems + k;
@@ -559,20 +573,14 @@ static RtStatus convert(Load *L, RtDataset *d) {
 }
 
 static RtStatus alloc_dataset(Load *L, RtDataset *d, int64_t n) {
-    const RtModel *m = L->m;
-    d->n = n;
-    d->ninputs = m->ninputs;
-    d->data = calloc((size_t)(m->ninputs ? m->ninputs : 1), sizeof *d->data);
-    d->row_elems = calloc((size_t)(m->ninputs ? m->ninputs : 1), sizeof *d->row_elems);
-    if (!d->data || !d->row_elems)
+    bool *load = calloc((size_t)(L->m->ninputs ? L->m->ninputs : 1), sizeof *load);
+    if (!load)
         return csv_fail(&L->c, 0, 0, "out of memory");
-    for (int i = 0; i < m->ninputs; i++) {
-        d->row_elems[i] = L->feeds[i].row_elems;
-        size_t bytes = (size_t)n * rt_tensor_bytes(m, &m->inputs[i], 1);
-        if (!(d->data[i] = malloc(bytes ? bytes : 1)))
-            return csv_fail(&L->c, 0, 0, "out of memory for %lld rows", (long long)n);
-    }
-    return RT_OK;
+    for (int i = 0; i < L->m->ninputs; i++)
+        load[i] = L->feeds[i].spec != NULL;
+    RtStatus st = rt_dataset_alloc(d, L->m, n, load, L->c.path, L->c.err);
+    free(load);
+    return st;
 }
 
 /* Contract: see rt.h. On RT_OK d owns everything it points to (free with
@@ -608,18 +616,4 @@ RtStatus rt_load_csv(RtDataset *d, const RtModel *m, const RtCsvSpec *spec, RtEr
     if (st != RT_OK)
         rt_dataset_free(d);
     return st;
-}
-
-void rt_dataset_free(RtDataset *d) {
-    if (!d)
-        return;
-    if (d->data)
-        for (int i = 0; i < d->ninputs; i++)
-            free(d->data[i]);
-    free(d->data);
-    free(d->row_elems);
-    for (int i = 0; i < d->nclasses; i++)
-        free(d->class_names[i]);
-    free(d->class_names);
-    memset(d, 0, sizeof *d);
 }

@@ -131,13 +131,32 @@ void rt_session_free(RtSession *s);
 void rt_init_params(RtSession *s);
 /* A tensor's storage in the arena. */
 void *rt_ptr(const RtSession *s, const RtTensor *t);
-/* Set a hyperparameter by name; RT_FAIL if the model has none of that name. */
+/* Set a hyperparameter by name (an int hyper gets (int32_t)value); RT_FAIL
+ * if the model has none of that name. */
 RtStatus rt_set_hyper(RtSession *s, const char *name, double value, RtError *err);
+/* Dropout randomness: store fresh bits (the low 32 bits of rt_rng_next on
+ * s->rng, as int32) into every int hyperparameter named "rng". rt_train calls
+ * it immediately before every run of the train program; whoever runs the
+ * train or grad program by hand must do the same. Eval and predict never
+ * read it (dropout is the identity there). Same seed, same sequence. */
+void rt_refresh_rng(RtSession *s);
 
 /* ---- data -------------------------------------------------------------------
  * A dataset holds, for each model input, n rows of that input's per-row
  * elements (its shape without the batch dimension), as float (in the model's
- * elem type) or int32. */
+ * elem type) or int32.
+ *
+ * Every loader fills one data[i] per model input, in the model's input
+ * order, and on failure leaves the dataset empty (all zero) with an error
+ * naming the file and what is wrong, with the row or byte offset where there
+ * is one. Float data must be finite; an int input with a limit (RtTensor.limit
+ * > 0) takes values in [0, limit) only.
+ *
+ * Loading for prediction: an input the outputs do not use (the labels) need
+ * not be in the file. Loaders that take a `need` mask (one bool per model
+ * input; NULL: every input) load only the inputs with need[i] and leave
+ * data[i] NULL for the others. rt_train refuses a dataset with a NULL input;
+ * rt_predict leaves such an input's arena storage as it is. */
 typedef struct RtColumnSel {
     const char *name; /* a header name, or NULL to use index */
     int index;        /* 0-based column index */
@@ -154,13 +173,20 @@ typedef struct RtCsvSpec {
     bool header;
     int ninputs;
     const RtCsvInput *inputs;
+    const bool *need; /* NULL: every input; else only these (see above); the
+                         columns of the others need not exist */
 } RtCsvSpec;
 
 typedef struct RtDataset {
     int64_t n;
     int ninputs;            /* == m->ninputs, in the model's input order */
-    void **data;            /* data[i]: n * row_elems[i] elements */
+    void **data;            /* data[i]: the rows of input i; NULL: not loaded */
     int64_t *row_elems;
+    /* NULL: rows are packed (row r of input i starts at element
+     * r * row_elems[i]). Else row r starts at element r * row_stride[i]; a
+     * stride below row_elems[i] makes overlapping windows of one sequence
+     * (text data: the context of position r is ids[r, r + context)). */
+    int64_t *row_stride;
     /* For an int input read from a string column: the class names, id order. */
     int nclasses;
     char **class_names;
@@ -171,6 +197,81 @@ typedef struct RtDataset {
  * setosa 0, versicolor 1, virginica 2); an int input from numbers must hold
  * integers. Errors name file, row and column. */
 RtStatus rt_load_csv(RtDataset *d, const RtModel *m, const RtCsvSpec *spec, RtError *err);
+
+/* Load MNIST-style IDX files: images (magic 0x00000803: unsigned bytes
+ * [n, rows, cols]) and labels (magic 0x00000801: unsigned bytes [n]), each
+ * gzip-compressed or not (told apart by the gzip magic 1f 8b). The images
+ * feed the model's one float input with rows * cols elements per row ([B,
+ * 784] and [B, 28, 28] both do), as pixel * scale; the labels its one int
+ * input with one element per row. With labels, the model must have exactly
+ * those two inputs. labels NULL (prediction): images only, and every other
+ * input is left NULL. */
+RtStatus rt_load_idx(RtDataset *d, const RtModel *m, const char *images, const char *labels,
+                     double scale, RtError *err);
+
+/* A NumPy .npy file (format 1.0, 2.0 or 3.0, C order) for a model input. */
+typedef struct RtNpyFile {
+    const char *input; /* model input name; NULL: the model's only input, or the
+                          only one this file can feed (by size and dtype) */
+    const char *path;
+} RtNpyFile;
+
+/* Load .npy files, one per input. dtypes <f4 <f8 <i1 <i2 <i4 <i8 |u1 <u2 <u4
+ * <u8 |b1 (and big-endian '>'); the first dimension is the row count, the
+ * rest must multiply to the input's elements per row. Float inputs take any
+ * of them; int inputs integer (and bool) dtypes only. All files must have
+ * the same row count, and every model input needs a file. */
+RtStatus rt_load_npy(RtDataset *d, const RtModel *m, int nfiles, const RtNpyFile *files,
+                     RtError *err);
+/* The same for the inputs with need[i] only (NULL: all); files for other
+ * inputs are an error only if they name no model input. */
+RtStatus rt_load_npy_inputs(RtDataset *d, const RtModel *m, const bool *need, int nfiles,
+                            const RtNpyFile *files, RtError *err);
+
+/* A character-level vocabulary: chars[0, n) are distinct bytes in increasing
+ * order, and a byte's id is its rank. */
+typedef struct RtVocab {
+    int n;
+    unsigned char chars[256];
+} RtVocab;
+
+/* The sorted set of distinct bytes of bytes[0, len), NUL bytes left out
+ * (text data rejects them). */
+void rt_vocab_build(RtVocab *v, const void *bytes, size_t len);
+/* The id of byte c, or -1 if it is not in v. */
+int rt_vocab_id(const RtVocab *v, unsigned char c);
+/* ids[k] = the id of s[k] for k < len; RT_FAIL naming the first character
+ * (and its position) that v lacks. `what` names s in the message ("the
+ * prompt"). */
+RtStatus rt_vocab_encode(const RtVocab *v, const char *s, size_t len, int32_t *ids,
+                         const char *what, RtError *err);
+/* out[k] = the byte of ids[k]; RT_FAIL if an id is outside [0, v->n). */
+RtStatus rt_vocab_decode(const RtVocab *v, const int32_t *ids, size_t n, char *out, RtError *err);
+
+/* The vocabulary as a UTF-8 string for weight-file metadata: its bytes in id
+ * order, each byte b as the code point U+00bb (so ASCII text reads as
+ * itself). buf needs RT_VOCAB_STR_MAX bytes. v must not hold NUL. */
+enum { RT_VOCAB_STR_MAX = 512 };
+char *rt_vocab_to_string(const RtVocab *v, char *buf);
+/* The inverse of rt_vocab_to_string; RT_FAIL if s is not such a string
+ * (invalid UTF-8, a code point above U+00FF, or characters not in strictly
+ * increasing order). */
+RtStatus rt_vocab_from_string(RtVocab *v, const char *s, RtError *err);
+
+/* Character-level language-model data from a text file (bytes; gzip is
+ * undone). Position i >= context gives a row: the model's int input of shape
+ * [B, context] gets the ids of bytes [i - context, i), its int input of
+ * shape [B] the id of byte i. The model must have exactly those two inputs.
+ * vocab NULL: the vocabulary is built from the file (rt_vocab_build); else
+ * every byte of the file must be in vocab. The vocabulary used is copied to
+ * vocab_out (may be NULL). Errors: a file shorter than context + 1 bytes, a
+ * NUL byte, more distinct characters than the inputs' limits allow ("the
+ * text has 65 distinct characters, but the model's embedding has 60 rows").
+ * The context rows overlap: data[context input] is the whole id sequence
+ * with row_stride 1. */
+RtStatus rt_load_text(RtDataset *d, const RtModel *m, const char *path, int64_t context,
+                      const RtVocab *vocab, RtVocab *vocab_out, RtError *err);
+
 void rt_dataset_free(RtDataset *d);
 
 /* ---- training -------------------------------------------------------------- */
@@ -208,11 +309,46 @@ RtStatus rt_train(RtSession *s, const RtDataset *d, const RtTrainConfig *cfg,
 RtStatus rt_evaluate(RtSession *s, const RtDataset *d, const int64_t *rows, int64_t nrows,
                      double *loss, double *accuracy, RtError *err);
 
+/* ---- prediction ---------------------------------------------------------------
+ * The predict program over every row of d, in batches of at most
+ * m->max_batch, written to out as CSV: a header naming each output's columns
+ * ("probs[0],probs[1],probs[2]"; an output with one element per row is just
+ * its name; more axes flatten row-major), then one line per row of d, values
+ * as %.9g. Inputs with data[i] NULL are not copied (see "data" above). */
+RtStatus rt_predict(RtSession *s, const RtDataset *d, FILE *out, RtError *err);
+
+/* Sample an index of p[0, n) (probabilities, not necessarily normalised)
+ * from p^(1/temperature) renormalised, with r; temperature 0 is argmax (the
+ * first maximum). p must be finite and non-negative with a positive sum. */
+int64_t rt_sample(const double *p, int64_t n, double temperature, RtRng *r);
+
+/* Generate text with a character-level model: write prompt, then length
+ * characters to out, each sampled (rt_sample, s->rng) from the predict
+ * program's first output for the last `context` ids. The model's int input of
+ * shape [B, context] is fed; a prompt shorter than context is left-padded
+ * with the id of its first character. The first output's last axis must
+ * have at least v->n entries summing to 1 (softmax probabilities over the
+ * vocabulary); entries past v->n are ignored. prompt must not be empty, and
+ * every byte of it must be in v. */
+RtStatus rt_generate(RtSession *s, const RtVocab *v, int64_t context, const char *prompt,
+                     int64_t length, double temperature, FILE *out, RtError *err);
+
 /* ---- weight files: safetensors ---------------------------------------------
- * Every parameter under its name, F32 or F64 by the model's elem type.
- * Written atomically: a temporary file beside the target, fsync, rename. */
+ * Every parameter under its name, F32 or F64 by the model's elem type; the
+ * __metadata__ object holds "format": "gradc", "model": the model's name,
+ * and any extra string pairs the caller adds (the vocabulary of text data,
+ * its context length). Written atomically: a temporary file beside the
+ * target, fsync, rename. */
 RtStatus rt_save_weights(const RtSession *s, const char *path, RtError *err);
+/* The same with nmeta extra metadata pairs keys[k]: values[k]. Keys must be
+ * distinct and not "format" or "model"; keys and values valid UTF-8. */
+RtStatus rt_save_weights_meta(const RtSession *s, const char *path, int nmeta,
+                              const char *const *keys, const char *const *values, RtError *err);
 /* Every parameter must be present with its shape; dtype F32 or F64 converts. */
 RtStatus rt_load_weights(RtSession *s, const char *path, RtError *err);
+/* The metadata value under key in the weight file at path: on RT_OK
+ * *value_out is a malloc'd copy (free it), or NULL when the file has no such
+ * key. RT_FAIL when the file cannot be read or its header is corrupt. */
+RtStatus rt_read_weights_meta(const char *path, const char *key, char **value_out, RtError *err);
 
 #endif

@@ -42,6 +42,44 @@ static inline size_t rt_tensor_bytes(const RtModel *m, const RtTensor *t, int64_
 /* "[B, 784]" (or "[]" for a scalar) into buf; returns buf. */
 char *rt_dims_str(const RtTensor *t, char *buf, size_t n);
 
+/* ---- datasets (dataset.c) ---------------------------------------------------
+ * What every loader, the training loop and prediction share. */
+
+/* Elements from the start of one row of input i to the next. */
+static inline int64_t rt_row_stride(const RtDataset *d, int i) {
+    return d->row_stride && d->row_stride[i] ? d->row_stride[i] : d->row_elems[i];
+}
+
+/* "x [B, 784] float, y [B] int" into buf; returns buf. */
+char *rt_inputs_str(const RtModel *m, char *buf, size_t n);
+
+/* Size d for n packed rows of every input of m with load[i] (NULL: every
+ * input); the others get data[i] NULL. row_elems is set for every input.
+ * On RT_FAIL ("path: out of memory ...") d is freed and zeroed. */
+RtStatus rt_dataset_alloc(RtDataset *d, const RtModel *m, int64_t n, const bool *load,
+                          const char *path, RtError *err);
+
+/* Does d fit m: one array per input with the input's elements per row, every
+ * input batch-first? allow_missing: inputs with data[i] NULL are fine. */
+RtStatus rt_dataset_check(const RtModel *m, const RtDataset *d, bool allow_missing,
+                          RtError *err);
+
+/* Copy rows[0, nb) of every loaded input of d into the inputs' arena storage,
+ * row-major with the batch first. */
+void rt_dataset_gather(RtSession *s, const RtDataset *d, const int64_t *rows, int64_t nb);
+
+/* The whole file at path, gunzipped when it starts with the gzip magic
+ * (1f 8b; concatenated members are read in turn). On RT_OK *data is malloc'd
+ * (with a NUL after the last byte) and *len its length. Errors name the file:
+ * cannot open, a corrupt or truncated gzip stream, out of memory. */
+RtStatus rt_read_data_file(const char *path, unsigned char **data, size_t *len, bool *gzipped,
+                           RtError *err);
+
+/* A label value v at `where` ("row 7") of file path checked against int
+ * input t's limit and int32 range; RT_FAIL with a message naming both. */
+RtStatus rt_check_int(const RtTensor *t, int64_t v, const char *path, const char *where,
+                      RtError *err);
+
 /* ---- OpenBLAS kernel choice (blas.c) ------------------------------------- */
 
 typedef struct RtCpuFeatures {

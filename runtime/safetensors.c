@@ -2,13 +2,15 @@
  * (https://github.com/huggingface/safetensors#format).
  *
  * Layout: an 8-byte little-endian header length N, N bytes of JSON
- *   {"__metadata__":{"format":"gradc","model":"<name>"},
+ *   {"__metadata__":{"format":"gradc","model":"<name>", extra pairs...},
  *    "<param>":{"dtype":"F32","shape":[784,256],"data_offsets":[begin,end]},...}
  * padded with spaces so that the data starts 8-byte aligned, then the
  * tensors' little-endian bytes, in model order, offsets relative to the data.
  *
  * Owns writing a session's parameters atomically (temporary file, fsync,
- * rename, fsync of the directory) and reading them back all-or-nothing.
+ * rename, fsync of the directory) and reading them back all-or-nothing, and
+ * the string metadata pairs (a text model's vocabulary and context) beside
+ * them.
  * Must not leave a half-written file at the target path, and must not touch
  * the arena unless the whole file checked out.
  */
@@ -92,13 +94,72 @@ static void text_json_string(Text *t, const char *s) {
     text_put(t, "\"", 1);
 }
 
+/* Is s valid UTF-8 (no overlong forms, surrogates or code points above
+ * U+10FFFF)? */
+static bool valid_utf8(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned c = *p, n, cp;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF)
+            n = 1, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF)
+            n = 2, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4)
+            n = 3, cp = c & 0x07;
+        else
+            return false;
+        for (unsigned k = 1; k <= n; k++) {
+            if ((p[k] & 0xC0) != 0x80)
+                return false;
+            cp = cp << 6 | (p[k] & 0x3F);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        p += n + 1;
+    }
+    return true;
+}
+
+/* The extra metadata pairs: distinct keys, none reserved, all UTF-8. */
+static RtStatus check_meta(int nmeta, const char *const *keys, const char *const *values,
+                           const char *path, RtError *err) {
+    for (int k = 0; k < nmeta; k++) {
+        if (!keys[k] || !values[k])
+            return rt_fail(err, "%s: metadata pair %d has no key or no value", path, k);
+        if (!strcmp(keys[k], "format") || !strcmp(keys[k], "model"))
+            return rt_fail(err, "%s: metadata key '%s' is reserved", path, keys[k]);
+        for (int j = 0; j < k; j++)
+            if (!strcmp(keys[j], keys[k]))
+                return rt_fail(err, "%s: metadata key '%s' is given twice", path, keys[k]);
+        if (!valid_utf8(keys[k]) || !valid_utf8(values[k]))
+            return rt_fail(err, "%s: metadata '%s' is not valid UTF-8", path,
+                           valid_utf8(keys[k]) ? keys[k] : "(key)");
+    }
+    return RT_OK;
+}
+
 /* The JSON header, padded with spaces to a multiple of 8 bytes. */
-static RtStatus build_header(const RtModel *m, Text *t, RtError *err, const char *path) {
+static RtStatus build_header(const RtModel *m, int nmeta, const char *const *keys,
+                             const char *const *values, Text *t, RtError *err,
+                             const char *path) {
     char num[64];
     const char *dtype = m->elem_size == 4 ? "F32" : "F64";
     size_t offset = 0;
+    if (check_meta(nmeta, keys, values, path, err) != RT_OK)
+        return RT_FAIL;
     text_puts(t, "{\"__metadata__\":{\"format\":\"gradc\",\"model\":");
     text_json_string(t, m->name);
+    for (int k = 0; k < nmeta; k++) {
+        text_puts(t, ",");
+        text_json_string(t, keys[k]);
+        text_puts(t, ":");
+        text_json_string(t, values[k]);
+    }
     text_puts(t, "}");
     for (int i = 0; i < m->nparams; i++) {
         const RtTensor *p = &m->params[i];
@@ -180,9 +241,16 @@ static void sync_parent_dir(const char *path) {
  * into place after an fsync. On RT_FAIL, whatever was at path before is
  * still there, unchanged, and no temporary file is left behind. */
 RtStatus rt_save_weights(const RtSession *s, const char *path, RtError *err) {
+    return rt_save_weights_meta(s, path, 0, NULL, NULL, err);
+}
+
+/* Contract: as rt_save_weights, with the pairs after "format" and "model".
+ * Bad pairs fail before anything is written. */
+RtStatus rt_save_weights_meta(const RtSession *s, const char *path, int nmeta,
+                              const char *const *keys, const char *const *values, RtError *err) {
     const RtModel *m = s->m;
     Text header = {0};
-    if (build_header(m, &header, err, path) != RT_OK) {
+    if (build_header(m, nmeta, keys, values, &header, err, path) != RT_OK) {
         free(header.data);
         return RT_FAIL;
     }
@@ -451,4 +519,35 @@ RtStatus rt_load_weights(RtSession *s, const char *path, RtError *err) {
     }
     free(stage);
     return st_read;
+}
+
+/* Contract: see rt.h. A __metadata__ that is not an object of strings, or a
+ * non-string value under key, is a corrupt header. */
+RtStatus rt_read_weights_meta(const char *path, const char *key, char **value_out, RtError *err) {
+    *value_out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return rt_fail(err, "cannot open '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return rt_fail(err, "cannot read '%s': %s", path, strerror(e));
+    }
+    RtJson *root = NULL;
+    uint64_t data_start = 0;
+    RtStatus rs = read_header(fd, (uint64_t)st.st_size, path, &root, &data_start, err);
+    close(fd);
+    if (rs != RT_OK)
+        return RT_FAIL;
+    const RtJson *meta = rt_json_get(root, "__metadata__");
+    const RtJson *v = meta ? rt_json_get(meta, key) : NULL;
+    if (meta && meta->kind != RT_JSON_OBJECT)
+        rs = rt_fail(err, "%s: corrupt header: __metadata__ is not an object", path);
+    else if (v && v->kind != RT_JSON_STRING)
+        rs = rt_fail(err, "%s: corrupt header: metadata '%s' is not a string", path, key);
+    else if (v && !(*value_out = strdup(v->string)))
+        rs = rt_fail(err, "%s: out of memory", path);
+    rt_json_free(root);
+    return rs;
 }

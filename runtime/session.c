@@ -62,7 +62,7 @@ static RtStatus check_program(const RtModel *m, const RtProgram *p, const char *
 
 /* Every fact about m the runtime relies on: element size, tensors inside
  * the arena, parameters without a batch dimension and with as many literal
- * values as elements, scalar hyperparameters. */
+ * values as elements, scalar hyperparameters (float, or int32 like "rng"). */
 static RtStatus check_model(const RtModel *m, RtError *err) {
     char dims[96];
     if (m->elem_size != 4 && m->elem_size != 8)
@@ -95,8 +95,8 @@ static RtStatus check_model(const RtModel *m, RtError *err) {
             return RT_FAIL;
     for (int i = 0; i < m->nhypers; i++) {
         const RtTensor *t = &m->hypers[i];
-        if (t->dtype != RT_FLOAT || rt_numel(t, 1) != 1 || has_batch_dim(t))
-            return rt_fail(err, "model '%s': hyperparameter '%s' %s must be a float scalar",
+        if (rt_numel(t, 1) != 1 || has_batch_dim(t))
+            return rt_fail(err, "model '%s': hyperparameter '%s' %s must be a scalar",
                            m->name, t->name, rt_dims_str(t, dims, sizeof dims));
         if (check_tensor(m, t, "hyperparameter", 1, err) != RT_OK)
             return RT_FAIL;
@@ -112,9 +112,28 @@ static RtStatus check_model(const RtModel *m, RtError *err) {
     return RT_OK;
 }
 
+/* A hyperparameter's value in its own type: the model's float type, or
+ * int32 (the value truncated and clamped to the int32 range; NaN is 0). */
+static void store_hyper(RtSession *s, const RtTensor *t, double value) {
+    void *p = rt_ptr(s, t);
+    if (t->dtype == RT_FLOAT) {
+        rt_store_float(p, s->m->elem_size, 0, value);
+        return;
+    }
+    int32_t v = 0;
+    if (value >= (double)INT32_MAX)
+        v = INT32_MAX;
+    else if (value <= (double)INT32_MIN)
+        v = INT32_MIN;
+    else if (value == value)
+        v = (int32_t)value;
+    *(int32_t *)p = v;
+}
+
 /* Contract: on RT_OK, s owns a zeroed, 64-byte aligned arena of at least
  * m->arena_bytes (rounded up to a multiple of 64), every hyperparameter holds
- * its default, the RNG is seeded with seed, and step and epoch are 0. The
+ * its default in its own type (an int hyper: the default as int32, 0 for
+ * "rng"), the RNG is seeded with seed, and step and epoch are 0. The
  * parameters are zero until rt_init_params or rt_load_weights. On RT_FAIL, s
  * owns nothing. m must outlive s. */
 RtStatus rt_session_init(RtSession *s, const RtModel *m, uint64_t seed, RtError *err) {
@@ -135,8 +154,7 @@ RtStatus rt_session_init(RtSession *s, const RtModel *m, uint64_t seed, RtError 
     memset(s->arena, 0, bytes);
     s->m = m;
     for (int i = 0; i < m->nhypers; i++)
-        rt_store_float(rt_ptr(s, &m->hypers[i]), m->elem_size, 0,
-                       m->hyper_defaults ? m->hyper_defaults[i] : 0.0);
+        store_hyper(s, &m->hypers[i], m->hyper_defaults ? m->hyper_defaults[i] : 0.0);
     rt_rng_seed(&s->rng, seed);
     return RT_OK;
 }
@@ -157,7 +175,7 @@ RtStatus rt_set_hyper(RtSession *s, const char *name, double value, RtError *err
     const RtModel *m = s->m;
     for (int i = 0; i < m->nhypers; i++) {
         if (strcmp(m->hypers[i].name, name) == 0) {
-            rt_store_float(rt_ptr(s, &m->hypers[i]), m->elem_size, 0, value);
+            store_hyper(s, &m->hypers[i], value);
             return RT_OK;
         }
     }
@@ -169,6 +187,26 @@ RtStatus rt_set_hyper(RtSession *s, const char *name, double value, RtError *err
     if (m->nhypers == 0)
         return rt_fail(err, "model '%s' has no hyperparameters (asked for '%s')", m->name, name);
     return rt_fail(err, "model '%s' has no hyperparameter '%s'; it has: %s", m->name, name, have);
+}
+
+/* Contract: see rt.h. One draw from s->rng per call, and only when the model
+ * has an "rng" hyper, so that models without dropout see the same RNG stream
+ * as before dropout existed. */
+void rt_refresh_rng(RtSession *s) {
+    const RtModel *m = s->m;
+    bool drawn = false;
+    int32_t bits = 0;
+    for (int i = 0; i < m->nhypers; i++) {
+        const RtTensor *t = &m->hypers[i];
+        if (t->dtype != RT_INT || strcmp(t->name, "rng") != 0)
+            continue;
+        if (!drawn) {
+            uint32_t low = (uint32_t)rt_rng_next(&s->rng);
+            memcpy(&bits, &low, sizeof bits);
+            drawn = true;
+        }
+        *(int32_t *)rt_ptr(s, t) = bits;
+    }
 }
 
 /* Fans of a weight of shape dims, used as x @ W (so [in, out]): rank 0 has

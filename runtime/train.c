@@ -5,9 +5,10 @@
  * JSON Lines log. The compiled programs do all the arithmetic: train.fn runs
  * forward, backward and the optimizer update for one batch and leaves the
  * loss in train.roots[0]; eval.fn leaves the loss in eval.roots[0] and, for
- * a metric, the prediction in eval.roots[1]. Must not compute gradients or
- * touch parameters itself, and must never keep training on a NaN or
- * infinite loss.
+ * a metric, the prediction in eval.roots[1]. Before every train step the
+ * "rng" hyperparameter gets fresh bits (rt_refresh_rng) for dropout. Must
+ * not compute gradients or touch parameters itself, and must never keep
+ * training on a NaN or infinite loss.
  *
  * Rows: the dataset's rows are permuted once with an RtRng seeded from
  * cfg->seed; the last round(split * n) rows of that permutation are held out
@@ -36,40 +37,6 @@ static void shuffle(int64_t *rows, int64_t n, RtRng *rng) {
         int64_t t = rows[i];
         rows[i] = rows[j];
         rows[j] = t;
-    }
-}
-
-/* Does d fit m: one array per input, with the input's elements per row, and
- * every input batch-first (so that a batch of rows is one contiguous run)? */
-static RtStatus check_dataset(const RtModel *m, const RtDataset *d, RtError *err) {
-    char dims[96];
-    if (d->ninputs != m->ninputs)
-        return rt_fail(err, "the dataset has %d inputs; model '%s' takes %d", d->ninputs,
-                       m->name, m->ninputs);
-    for (int i = 0; i < m->ninputs; i++) {
-        const RtTensor *t = &m->inputs[i];
-        if (t->rank < 1 || t->dims[0] != RT_DIM_BATCH)
-            return rt_fail(err, "input '%s' %s has no leading batch dimension", t->name,
-                           rt_dims_str(t, dims, sizeof dims));
-        if (d->row_elems[i] != rt_numel(t, 1))
-            return rt_fail(err, "the dataset has %lld values per row for input '%s' %s, which "
-                                "takes %lld",
-                           (long long)d->row_elems[i], t->name, rt_dims_str(t, dims, sizeof dims),
-                           (long long)rt_numel(t, 1));
-    }
-    return RT_OK;
-}
-
-/* Copy rows[0, nb) of every input of d into the inputs' arena storage,
- * row-major with the batch first. */
-static void gather(RtSession *s, const RtDataset *d, const int64_t *rows, int64_t nb) {
-    const RtModel *m = s->m;
-    for (int i = 0; i < m->ninputs; i++) {
-        size_t row_bytes = rt_tensor_bytes(m, &m->inputs[i], 1);
-        char *dst = rt_ptr(s, &m->inputs[i]);
-        const char *src = d->data[i];
-        for (int64_t k = 0; k < nb; k++)
-            memcpy(dst + (size_t)k * row_bytes, src + (size_t)rows[k] * row_bytes, row_bytes);
     }
 }
 
@@ -159,7 +126,7 @@ static int64_t count_correct(const RtSession *s, int64_t nb) {
 RtStatus rt_evaluate(RtSession *s, const RtDataset *d, const int64_t *rows, int64_t nrows,
                      double *loss, double *accuracy, RtError *err) {
     const RtModel *m = s->m;
-    if (check_dataset(m, d, err) != RT_OK || check_eval(m, err) != RT_OK)
+    if (rt_dataset_check(m, d, false, err) != RT_OK || check_eval(m, err) != RT_OK)
         return RT_FAIL;
     if (nrows < 1)
         return rt_fail(err, "evaluation needs at least one row");
@@ -171,7 +138,7 @@ RtStatus rt_evaluate(RtSession *s, const RtDataset *d, const int64_t *rows, int6
     int64_t correct = 0;
     for (int64_t at = 0; at < nrows; at += m->max_batch) {
         int64_t nb = nrows - at < m->max_batch ? nrows - at : m->max_batch;
-        gather(s, d, rows + at, nb);
+        rt_dataset_gather(s, d, rows + at, nb);
         m->eval.fn(s->arena, nb);
         sum += read_scalar(s, &m->eval.roots[0]) * (double)nb;
         if (m->metric != RT_METRIC_NONE)
@@ -204,7 +171,7 @@ static RtStatus check_config(const RtModel *m, const RtDataset *d, const RtTrain
         return rt_fail(err, "split is %g; expected a fraction in [0, 1)", cfg->split);
     if (d->n < 1)
         return rt_fail(err, "the dataset has no rows");
-    return check_dataset(m, d, err);
+    return rt_dataset_check(m, d, false, err);
 }
 
 /* A loss for people: four decimals, or an exponent when that would hide it. */
@@ -266,7 +233,8 @@ static RtStatus run_epoch(RtSession *s, const RtDataset *d, const RtTrainConfig 
     for (int64_t at = 0; at < run->ntrain; at += cfg->batch) {
         int64_t nb = run->ntrain - at < cfg->batch ? run->ntrain - at : cfg->batch;
         double t0 = now_seconds();
-        gather(s, d, run->perm + at, nb);
+        rt_dataset_gather(s, d, run->perm + at, nb);
+        rt_refresh_rng(s);
         m->train.fn(s->arena, nb);
         train_time += now_seconds() - t0;
         double loss = read_scalar(s, &m->train.roots[0]);

@@ -194,7 +194,7 @@ static void test_csv_rejects_a_second_string_label_column(void **state) {
     RtModel m = {.name = "t", .elem_size = 4, .max_batch = 4, .arena_bytes = 64,
                  .ninputs = 1, .inputs = in};
     RtCsvInput feed[] = {{"a", 2, cols_01}};
-    RtCsvSpec spec = {write_tmp("two.csv", "x,1\ny,z\n"), false, 1, feed};
+    RtCsvSpec spec = {write_tmp("two.csv", "x,1\ny,z\n"), false, 1, feed, NULL};
     expect_error(&m, &spec, "two.csv:2:2: a second column of string labels");
 }
 
@@ -204,7 +204,7 @@ static void test_csv_unknown_header_name_suggests_closest(void **state) {
     static const RtColumnSel xcols[] = {{"x1", 0}, {"x3", 0}};
     static const RtColumnSel ycols[] = {{"lable", 0}};
     RtCsvInput feeds[] = {{"x", 2, xcols}, {"y", 1, cols_2}};
-    RtCsvSpec spec = {"data/tiny.csv", true, 2, feeds};
+    RtCsvSpec spec = {"data/tiny.csv", true, 2, feeds, NULL};
     expect_error(&m, &spec, "data/tiny.csv:1: no column named 'x3' in the header; did you mean "
                             "'x1'?");
     RtCsvInput feeds2[] = {{"x", 2, cols_01}, {"y", 1, ycols}};
@@ -225,7 +225,7 @@ static void test_csv_name_without_header_and_index_out_of_range(void **state) {
     RtModel m = xy_model(4);
     static const RtColumnSel ycols[] = {{"label", 0}};
     RtCsvInput feeds[] = {{"x", 2, cols_01}, {"y", 1, ycols}};
-    RtCsvSpec spec = {"data/tiny.csv", false, 2, feeds};
+    RtCsvSpec spec = {"data/tiny.csv", false, 2, feeds, NULL};
     expect_error(&m, &spec, "column 'label' (for input 'y') is selected by name, but the file "
                             "has no header");
     static const RtColumnSel col5[] = {{NULL, 5}};
@@ -240,15 +240,43 @@ static void test_csv_column_count_must_match_row_elements(void **state) {
     (void)state;
     RtModel m = xy_model(4);
     RtCsvInput feeds[] = {{"x", 1, cols_2}, {"y", 1, cols_2}};
-    RtCsvSpec spec = {"data/tiny.csv", true, 2, feeds};
+    RtCsvSpec spec = {"data/tiny.csv", true, 2, feeds, NULL};
     expect_error(&m, &spec, "input 'x' [B, 2] takes 2 values per row, but 1 columns are selected");
+}
+
+/* Prediction: an input left out by need is not loaded, and its columns need
+ * not exist (the file has no "species"); a needed input still must be fed. */
+static void test_csv_need_skips_inputs_and_their_columns(void **state) {
+    (void)state;
+    RtModel m = xy_model(4);
+    static const RtColumnSel xcols[] = {{"x1", 0}, {"x2", 0}};
+    static const RtColumnSel ycols[] = {{"species", 0}};
+    RtCsvInput feeds[] = {{"x", 2, xcols}, {"y", 1, ycols}};
+    const bool need_x[] = {true, false};
+    RtCsvSpec spec = {.path = "data/tiny.csv", .header = true, .ninputs = 2, .inputs = feeds,
+                      .need = need_x};
+    RtDataset d;
+    RtError err = {""};
+    if (rt_load_csv(&d, &m, &spec, &err) != RT_OK)
+        fail_msg("%s", err.msg);
+    assert_int_equal(d.n, 3);
+    assert_non_null(d.data[0]);
+    assert_null(d.data[1]);
+    assert_int_equal(d.nclasses, 0);
+    assert_true(xf(&d, 5) == 7.0f);
+    rt_dataset_free(&d);
+    const bool need_y[] = {false, true};
+    spec.need = need_y;
+    expect_error(&m, &spec, "no column named 'species' in the header");
+    spec.ninputs = 1;
+    expect_error(&m, &spec, "data for input 'y' is missing");
 }
 
 static void test_csv_every_input_fed_exactly_once(void **state) {
     (void)state;
     RtModel m = xy_model(4);
     RtCsvInput only_x[] = {{"x", 2, cols_01}};
-    RtCsvSpec spec = {"data/tiny.csv", true, 1, only_x};
+    RtCsvSpec spec = {"data/tiny.csv", true, 1, only_x, NULL};
     expect_error(&m, &spec, "data for input 'y' is missing");
     RtCsvInput extra[] = {{"x", 2, cols_01}, {"y", 1, cols_2}, {"z", 1, cols_2}};
     spec.inputs = extra;
@@ -296,7 +324,7 @@ static void test_csv_loads_iris_with_class_ids_in_sorted_order(void **state) {
         {"sepal_length", 0}, {"sepal_width", 0}, {"petal_length", 0}, {"petal_width", 0}};
     static const RtColumnSel ycols[] = {{"species", 0}};
     RtCsvInput feeds[] = {{"x", 4, xcols}, {"species", 1, ycols}};
-    RtCsvSpec spec = {GRADC_SOURCE_DIR "/examples/data/iris.csv", true, 2, feeds};
+    RtCsvSpec spec = {GRADC_SOURCE_DIR "/examples/data/iris.csv", true, 2, feeds, NULL};
     RtDataset d;
     RtError err = {""};
     assert_int_equal(rt_load_csv(&d, &m, &spec, &err), RT_OK);
@@ -345,6 +373,7 @@ int main(void) {
         cmocka_unit_test(test_csv_name_without_header_and_index_out_of_range),
         cmocka_unit_test(test_csv_column_count_must_match_row_elements),
         cmocka_unit_test(test_csv_every_input_fed_exactly_once),
+        cmocka_unit_test(test_csv_need_skips_inputs_and_their_columns),
         cmocka_unit_test(test_csv_missing_empty_and_header_only_files),
         cmocka_unit_test(test_csv_unterminated_quote_and_junk_after_quote),
         cmocka_unit_test(test_csv_loads_iris_with_class_ids_in_sorted_order),

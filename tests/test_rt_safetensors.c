@@ -1,6 +1,7 @@
 /* test_rt_safetensors.c: weight files: the exact layout the safetensors
  * format prescribes, round trips and dtype conversion, all-or-nothing
- * loading of damaged files, and atomic saving. */
+ * loading of damaged files, atomic saving, and string metadata (a text
+ * model's vocabulary) written beside the weights and read back. */
 #include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
@@ -430,6 +431,68 @@ static int teardown(void **state) {
     return rmdir(tmpdir);
 }
 
+/* Extra metadata follows "format" and "model" in the header, JSON-escaped,
+ * and reads back byte for byte (a vocabulary with control characters,
+ * quotes and Latin-1 as UTF-8); absent keys read as NULL. */
+static void test_weights_metadata_round_trips_and_keeps_format_and_model(void **state) {
+    (void)state;
+    RtModel m = st_model(4);
+    RtSession s = session_for(&m, 1, true);
+    RtError err = {""};
+    const char *path = tmp_path("meta.safetensors");
+    const char *keys[] = {"vocab", "context"};
+    const char *values[] = {"\n !\"\\az\xc3\xa9", "64"};
+    if (rt_save_weights_meta(&s, path, 2, keys, values, &err) != RT_OK)
+        fail_msg("%s", err.msg);
+    size_t len;
+    unsigned char *f = slurp(path, &len);
+    const char *want = "{\"__metadata__\":{\"format\":\"gradc\",\"model\":\"st\","
+                       "\"vocab\":\"\\u000a !\\\"\\\\az\xc3\xa9\",\"context\":\"64\"},";
+    assert_memory_equal(f + 8, want, strlen(want));
+    free(f);
+    char *v = NULL;
+    assert_int_equal(rt_read_weights_meta(path, "vocab", &v, &err), RT_OK);
+    assert_string_equal(v, values[0]);
+    free(v);
+    assert_int_equal(rt_read_weights_meta(path, "format", &v, &err), RT_OK);
+    assert_string_equal(v, "gradc");
+    free(v);
+    assert_int_equal(rt_read_weights_meta(path, "nothing", &v, &err), RT_OK);
+    assert_null(v);
+    /* The weights themselves still load. */
+    RtSession t = session_for(&m, 2, false);
+    assert_int_equal(rt_load_weights(&t, path, &err), RT_OK);
+    assert_memory_equal(t.arena, s.arena, 40);
+    rt_session_free(&t);
+    rt_session_free(&s);
+}
+
+static void test_weights_metadata_rejects_reserved_duplicate_and_non_utf8(void **state) {
+    (void)state;
+    RtModel m = st_model(4);
+    RtSession s = session_for(&m, 1, true);
+    RtError err = {""};
+    const char *path = tmp_path("badmeta.safetensors");
+    const char *reserved[] = {"model"}, *dup[] = {"a", "a"}, *vals[] = {"x", "y"};
+    assert_int_equal(rt_save_weights_meta(&s, path, 1, reserved, vals, &err), RT_FAIL);
+    assert_contains(err.msg, "metadata key 'model' is reserved");
+    assert_int_equal(rt_save_weights_meta(&s, path, 2, dup, vals, &err), RT_FAIL);
+    assert_contains(err.msg, "metadata key 'a' is given twice");
+    const char *k[] = {"vocab"}, *latin1[] = {"\xe9"};
+    assert_int_equal(rt_save_weights_meta(&s, path, 1, k, latin1, &err), RT_FAIL);
+    assert_contains(err.msg, "metadata 'vocab' is not valid UTF-8");
+    assert_int_not_equal(access(path, F_OK), 0); /* nothing written */
+    char *v = NULL;
+    assert_int_equal(rt_read_weights_meta(tmp_path("none.safetensors"), "vocab", &v, &err),
+                     RT_FAIL);
+    assert_contains(err.msg, "cannot open");
+    write_raw(tmp_path("num.safetensors"), "{\"__metadata__\":{\"vocab\":3}}", "", 0);
+    assert_int_equal(rt_read_weights_meta(tmp_path("num.safetensors"), "vocab", &v, &err),
+                     RT_FAIL);
+    assert_contains(err.msg, "metadata 'vocab' is not a string");
+    rt_session_free(&s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_weights_file_has_safetensors_layout),
@@ -443,6 +506,8 @@ int main(void) {
         cmocka_unit_test(test_weights_save_replaces_atomically_and_failure_keeps_old_file),
         cmocka_unit_test(test_weights_failed_rename_removes_temporary_file),
         cmocka_unit_test(test_weights_reject_duplicate_parameter_names),
+        cmocka_unit_test(test_weights_metadata_round_trips_and_keeps_format_and_model),
+        cmocka_unit_test(test_weights_metadata_rejects_reserved_duplicate_and_non_utf8),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

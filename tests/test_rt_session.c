@@ -1,5 +1,5 @@
-/* test_rt_session.c: the arena, hyperparameters, the model checks and
- * parameter initialisation. */
+/* test_rt_session.c: the arena, hyperparameters (float and the int32 "rng"
+ * key), the model checks and parameter initialisation. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -254,6 +254,88 @@ static void test_init_he_has_std_sqrt_2_over_fan_in(void **state) {
     assert_float_equal(sd, sqrt(2.0 / 500), 0.002); /* 0.0632; fan_out would give 0.224 */
 }
 
+/* ---- the dropout key ---------------------------------------------------------
+ * A model with a float lr and an int32 "rng" hyper; the lr default is also
+ * given for rng, to show that an int hyper never receives float bits. */
+static const RtTensor rng_hypers[] = {
+    {.name = "lr", .rank = 0, .offset = 0},
+    {.name = "rng", .dtype = RT_INT, .rank = 0, .offset = 8},
+};
+static const double rng_defaults[] = {0.5, 0.5};
+
+static RtModel rng_model(void) {
+    RtModel m = {.name = "drop", .elem_size = 4, .max_batch = 1, .arena_bytes = 16,
+                 .nhypers = 2, .hypers = rng_hypers, .hyper_defaults = rng_defaults};
+    return m;
+}
+
+static int32_t rng_value(const RtSession *s) {
+    return *(const int32_t *)rt_ptr(s, &rng_hypers[1]);
+}
+
+static void test_int_hyper_starts_as_int_and_set_hyper_keeps_it_int(void **state) {
+    (void)state;
+    RtModel m = rng_model();
+    RtSession s;
+    RtError err = {""};
+    assert_int_equal(rt_session_init(&s, &m, 1, &err), RT_OK);
+    assert_int_equal(rng_value(&s), 0); /* (int32_t)0.5; float bits would be 0x3f000000 */
+    assert_float_equal(*(const float *)rt_ptr(&s, &rng_hypers[0]), 0.5, 0);
+    assert_int_equal(rt_set_hyper(&s, "rng", 1234.0, &err), RT_OK);
+    assert_int_equal(rng_value(&s), 1234);
+    rt_session_free(&s);
+}
+
+/* Each refresh stores the low 32 bits of the session RNG's next draw. */
+static void test_refresh_rng_stores_fresh_session_bits(void **state) {
+    (void)state;
+    RtModel m = rng_model();
+    RtSession a, b;
+    RtError err = {""};
+    assert_int_equal(rt_session_init(&a, &m, 9, &err), RT_OK);
+    assert_int_equal(rt_session_init(&b, &m, 9, &err), RT_OK);
+    RtRng ref;
+    rt_rng_seed(&ref, 9);
+    int32_t prev = 0;
+    for (int k = 0; k < 4; k++) {
+        rt_refresh_rng(&a);
+        rt_refresh_rng(&b);
+        uint32_t low = (uint32_t)rt_rng_next(&ref);
+        int32_t want;
+        memcpy(&want, &low, sizeof want);
+        assert_int_equal(rng_value(&a), want);
+        assert_int_equal(rng_value(&b), rng_value(&a)); /* same seed, same sequence */
+        assert_int_not_equal(rng_value(&a), prev);
+        prev = rng_value(&a);
+    }
+    assert_float_equal(*(const float *)rt_ptr(&a, &rng_hypers[0]), 0.5, 0); /* lr untouched */
+    RtSession c;
+    assert_int_equal(rt_session_init(&c, &m, 10, &err), RT_OK);
+    rt_refresh_rng(&c);
+    rt_refresh_rng(&a);
+    assert_int_not_equal(rng_value(&c), rng_value(&a));
+    rt_session_free(&a);
+    rt_session_free(&b);
+    rt_session_free(&c);
+}
+
+/* A float "rng" (not the dropout key) and models without one draw nothing. */
+static void test_refresh_rng_ignores_float_hypers(void **state) {
+    (void)state;
+    RtModel m = make_model(4);
+    RtTensor hs[2] = {hypers[0], hypers[1]};
+    hs[1].name = "rng";
+    m.hypers = hs;
+    RtSession s;
+    RtError err = {""};
+    assert_int_equal(rt_session_init(&s, &m, 5, &err), RT_OK);
+    RtRng before = s.rng;
+    rt_refresh_rng(&s);
+    assert_memory_equal(&before, &s.rng, sizeof before);
+    assert_float_equal(get(&s, &hs[1], 0), (double)0.9f, 0);
+    rt_session_free(&s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_session_arena_is_aligned_zeroed_with_hyper_defaults),
@@ -266,6 +348,9 @@ int main(void) {
         cmocka_unit_test(test_init_params_draws_in_model_then_element_order),
         cmocka_unit_test(test_init_glorot_uses_fan_in_and_fan_out),
         cmocka_unit_test(test_init_he_has_std_sqrt_2_over_fan_in),
+        cmocka_unit_test(test_int_hyper_starts_as_int_and_set_hyper_keeps_it_int),
+        cmocka_unit_test(test_refresh_rng_stores_fresh_session_bits),
+        cmocka_unit_test(test_refresh_rng_ignores_float_hypers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -476,6 +476,86 @@ static void test_train_rejects_bad_config(void **state) {
     rt_session_free(&s);
 }
 
+/* ---- dropout key and dataset shape ---------------------------------------------
+ * The regression model with an int32 "rng" hyper @12: each train step must
+ * see fresh bits from the session RNG, drawn in step order. */
+static int32_t rng_seen[64];
+static int nrng_seen;
+
+static void rng_train(void *arena, int64_t B) {
+    rng_seen[nrng_seen++ % 64] = *(const int32_t *)((const char *)arena + 12);
+    lin_train(arena, B);
+}
+
+static void test_train_refreshes_the_rng_hyper_before_every_step(void **state) {
+    (void)state;
+    static const RtTensor hypers[] = {
+        {.name = "lr", .rank = 0, .offset = 8},
+        {.name = "rng", .dtype = RT_INT, .rank = 0, .offset = 12},
+    };
+    static const double defaults[] = {0.05, 0};
+    RtModel m = lin_model;
+    m.nhypers = 2;
+    m.hypers = hypers;
+    m.hyper_defaults = defaults;
+    m.train.fn = rng_train;
+    int32_t first[8];
+    for (int run = 0; run < 2; run++) {
+        RtDataset d = lin_data(16);
+        RtSession s;
+        RtError err = {""};
+        assert_int_equal(rt_session_init(&s, &m, 3, &err), RT_OK);
+        rt_init_params(&s); /* constant inits: no draws */
+        nrng_seen = 0;
+        RtTrainConfig cfg = quiet_cfg(2, 4);
+        assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_OK);
+        assert_int_equal(nrng_seen, 8);
+        RtRng ref;
+        rt_rng_seed(&ref, 3);
+        for (int k = 0; k < 8; k++) {
+            uint32_t low = (uint32_t)rt_rng_next(&ref);
+            int32_t want;
+            memcpy(&want, &low, sizeof want);
+            assert_int_equal(rng_seen[k], want);
+            if (k > 0)
+                assert_int_not_equal(rng_seen[k], rng_seen[k - 1]);
+            if (run == 0)
+                first[k] = rng_seen[k];
+            else
+                assert_int_equal(rng_seen[k], first[k]); /* same seed, same keys */
+        }
+        rt_session_free(&s);
+    }
+}
+
+/* Rows are read at their stride (text data uses strides below the row
+ * length, so that rows overlap), and an input without data cannot be
+ * trained on. */
+static void test_train_gathers_strided_rows_and_rejects_missing_inputs(void **state) {
+    (void)state;
+    RtDataset d = lin_data(40);
+    static float spread[80]; /* x of row r at 2r, junk between */
+    for (int r = 0; r < 40; r++) {
+        spread[2 * r] = xs[r];
+        spread[2 * r + 1] = 1000;
+    }
+    void *ptrs[2] = {spread, ys};
+    int64_t stride[2] = {2, 0}; /* 0: packed */
+    d.data = ptrs;
+    d.row_stride = stride;
+    RtSession s = lin_session();
+    RtError err = {""};
+    RtTrainConfig cfg = quiet_cfg(300, 8);
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_OK);
+    assert_false(rec.mismatch);
+    assert_float_equal(*F(s.arena, 0), 3.0, 1e-3);
+    void *half[2] = {xs, NULL};
+    d.data = half;
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_FAIL);
+    assert_contains(err.msg, "the dataset has no data for input 'y' [B, 1]");
+    rt_session_free(&s);
+}
+
 /* ---- metrics ------------------------------------------------------------------
  * Classifier: x [B, 3] float @0, label [B] int @128 (max_batch 2, so that
  * evaluation runs in several batches); the eval program copies x to the
@@ -616,6 +696,9 @@ static int teardown(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_train_fits_y_equals_3x_plus_1, setup_each),
+        cmocka_unit_test_setup(test_train_refreshes_the_rng_hyper_before_every_step, setup_each),
+        cmocka_unit_test_setup(test_train_gathers_strided_rows_and_rejects_missing_inputs,
+                               setup_each),
         cmocka_unit_test_setup(test_train_handles_partial_last_batch, setup_each),
         cmocka_unit_test_setup(test_train_epoch_loss_is_sample_weighted_mean, setup_each),
         cmocka_unit_test_setup(test_train_steps_limit_stops_mid_epoch, setup_each),
