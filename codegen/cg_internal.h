@@ -1,7 +1,9 @@
 /* cg_internal.h: shared by the files of codegen/ only.
  *   jit.c     target machine, optimisation pipeline, ORC LLJIT, symbols
- *   mathfn.c  vectorisable exp, log, tanh, sigmoid as inline IR
- *   lower.c   kernels and programs to LLVM IR
+ *   mathfn.c  vectorisable exp, log, tanh, erf, ... as inline IR
+ *   lower.c   programs, kernel functions and fused loop kernels to LLVM IR
+ *   kernels.c the one-node kernel ops (matmul, reductions, gather, ...);
+ *             lower.c and kernels.c share kern.h
  *   cg.c      cg.h's entry points
  */
 #ifndef GRADC_CG_INTERNAL_H
@@ -45,17 +47,29 @@ char *cg_emit_asm(LLVMModuleRef m, LLVMTargetMachineRef tm, char **err);
  * Elementwise math on a float or double scalar value x (the type of x says
  * which). For float: inline polynomials made of vectorisable operations
  * (fmuladd, floor, minnum/maxnum, bit casts) accurate to a few ulp. For
- * double: the llvm.exp / llvm.log intrinsics and libm calls (float64 is for
- * gradient checking, where accuracy matters more than speed). */
+ * double: the llvm.exp / llvm.log intrinsics and libm calls (tanh, erf,
+ * erfc, log1p: float64 is for gradient checking, where accuracy matters
+ * more than speed). */
 LLVMValueRef cg_emit_exp(LLVMBuilderRef b, LLVMModuleRef m, LLVMValueRef x);
 LLVMValueRef cg_emit_log(LLVMBuilderRef b, LLVMModuleRef m, LLVMValueRef x);
+/* log(1 + x), relative-accurate for small x. */
+LLVMValueRef cg_emit_log1p(LLVMBuilderRef b, LLVMModuleRef m, LLVMValueRef x);
 LLVMValueRef cg_emit_tanh(LLVMBuilderRef b, LLVMModuleRef m, LLVMValueRef x);
 LLVMValueRef cg_emit_sigmoid(LLVMBuilderRef b, LLVMModuleRef m, LLVMValueRef x);
+LLVMValueRef cg_emit_erf(LLVMBuilderRef b, LLVMModuleRef m, LLVMValueRef x);
+/* Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF. */
+LLVMValueRef cg_emit_normal_cdf(LLVMBuilderRef b, LLVMModuleRef m, LLVMValueRef x);
+/* gelu(x) = x Phi(x) (exact, not the tanh approximation); dgelu its
+ * derivative Phi(x) + x phi(x). */
+LLVMValueRef cg_emit_gelu(LLVMBuilderRef b, LLVMModuleRef m, LLVMValueRef x);
+LLVMValueRef cg_emit_dgelu(LLVMBuilderRef b, LLVMModuleRef m, LLVMValueRef x);
+/* log(1 + e^x) as max(x, 0) + log1p(e^-|x|): never overflows. */
+LLVMValueRef cg_emit_softplus(LLVMBuilderRef b, LLVMModuleRef m, LLVMValueRef x);
 /* A call of an LLVM intrinsic overloaded on x's type, e.g. "llvm.sqrt". */
 LLVMValueRef cg_emit_intrinsic1(LLVMBuilderRef b, LLVMModuleRef m, const char *name, LLVMValueRef x);
 LLVMValueRef cg_emit_intrinsic2(LLVMBuilderRef b, LLVMModuleRef m, const char *name, LLVMValueRef x, LLVMValueRef y);
 
-/* ---- lower.c -----------------------------------------------------------------
+/* ---- lower.c (with kernels.c) ---------------------------------------------------
  * Builds the module of every program of plan in ctx; names[k] is program
  * k's entry point, or NULL when it has no roots. All allocation in a. */
 LLVMModuleRef cg_lower(LLVMContextRef ctx, const Graph *g, const Plan *plan, int elem_size,

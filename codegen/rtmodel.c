@@ -9,19 +9,34 @@ static RtTensor tensor_of(const Node *n, const char *name, size_t offset) {
     return t;
 }
 
-/* The number of classes an integer input indexes, from the ops that use it
- * as labels (cross-entropy, one-hot); 0 if none does. */
+/* Whether n is the input in, or a view or rearrangement of it (an int
+ * tensor can only be moved, never computed). */
+static bool comes_from(const Node *n, const Node *in) {
+    while (n != in && (op_has(n->op, OPF_MOVE) || op_has(n->op, OPF_VIEW)))
+        n = n->src[0];
+    return n == in;
+}
+
+/* The bound on the values of an integer input, from the ops that use it as
+ * labels (cross-entropy, one-hot: the number of classes) or as ids (gather:
+ * the table's rows); the smallest if several; 0 if none does. */
 static int64_t label_limit(const Graph *g, const Node *in) {
+    int64_t limit = 0;
     for (int i = 0; i < g->nodes.len; i++) {
         const Node *n = g->nodes.items[i];
+        int64_t l = 0;
         if (n->dead)
             continue;
-        if (n->op == OP_XENT && n->src[1] == in)
-            return n->src[0]->shape.d[n->src[0]->shape.rank - 1];
-        if (n->op == OP_ONEHOT && n->src[0] == in)
-            return n->shape.d[n->shape.rank - 1];
+        if (n->op == OP_XENT && comes_from(n->src[1], in))
+            l = n->src[0]->shape.d[n->src[0]->shape.rank - 1];
+        else if (n->op == OP_ONEHOT && comes_from(n->src[0], in))
+            l = n->shape.d[n->shape.rank - 1];
+        else if ((n->op == OP_GATHER || n->op == OP_SCATTER_ADD) && comes_from(n->src[1], in))
+            l = n->op == OP_GATHER ? n->src[0]->shape.d[0] : n->shape.d[0];
+        if (l > 0 && (limit == 0 || l < limit))
+            limit = l;
     }
-    return 0;
+    return limit;
 }
 
 static RtProgram program_of(Arena *a, const Graph *g, const Program *p, RtFn fn) {

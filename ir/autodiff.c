@@ -74,6 +74,10 @@ static Node *grad_step(Graph *g, Node *n, Node *dy, int i) { (void)g, (void)n, (
 /* the source is an integer tensor */
 static Node *grad_cast(Graph *g, Node *n, Node *dy, int i) { (void)g, (void)n, (void)dy, (void)i; return NULL; }
 static Node *grad_onehot(Graph *g, Node *n, Node *dy, int i) { (void)g, (void)n, (void)dy, (void)i; return NULL; }
+/* d sign(x)/dx = 0 (almost everywhere) */
+static Node *grad_sign(Graph *g, Node *n, Node *dy, int i) { (void)g, (void)n, (void)dy, (void)i; return NULL; }
+/* a comparison */
+static Node *grad_eq(Graph *g, Node *n, Node *dy, int i) { (void)g, (void)n, (void)dy, (void)i; return NULL; }
 
 /* ---- elementwise ------------------------------------------------------------ */
 
@@ -124,6 +128,48 @@ static Node *grad_relu(Graph *g, Node *n, Node *dy, int i) {
     (void)i;
     MATH("g * (x > 0)");
     return mul(g, n, dy, ir_unary(g, OP_STEP, n->src[0], L));
+}
+
+/* d |x| = g * sign(x); at 0 the gradient is 0, as in PyTorch */
+static Node *grad_abs(Graph *g, Node *n, Node *dy, int i) {
+    (void)i;
+    MATH("g * sign(x)");
+    return mul(g, n, dy, ir_unary(g, OP_SIGN, n->src[0], L));
+}
+
+/* d leaky_relu(x) = g * (alpha + (1 - alpha) * (x > 0)): g where x > 0,
+ * alpha * g elsewhere (at 0 too, as in PyTorch) */
+static Node *grad_leaky_relu(Graph *g, Node *n, Node *dy, int i) {
+    (void)i;
+    double alpha = n->attr.alpha;
+    MATH("g * (x > 0 ? 1 : alpha)");
+    Node *slope = ir_binary(g, OP_ADD, cst(g, n, alpha),
+                            mul(g, n, cst(g, n, 1 - alpha), ir_unary(g, OP_STEP, n->src[0], L)), L);
+    return mul(g, n, dy, slope);
+}
+
+/* d gelu(x) = g * (Phi(x) + x phi(x)) */
+static Node *grad_gelu(Graph *g, Node *n, Node *dy, int i) {
+    (void)i;
+    MATH("g * (Phi(x) + x * phi(x))");
+    return mul(g, n, dy, ir_unary(g, OP_DGELU, n->src[0], L));
+}
+
+/* d (Phi(x) + x phi(x)) = g * phi(x) * (2 - x^2), phi(x) = e^(-x^2/2) / sqrt(2 pi) */
+static Node *grad_dgelu(Graph *g, Node *n, Node *dy, int i) {
+    (void)i;
+    MATH("g * phi(x) * (2 - x^2)");
+    Node *x2 = mul(g, n, n->src[0], n->src[0]);
+    Node *phi = mul(g, n, cst(g, n, 0.39894228040143267794), /* 1 / sqrt(2 pi) */
+                    ir_unary(g, OP_EXP, mul(g, n, cst(g, n, -0.5), x2), L));
+    return mul(g, n, dy, mul(g, n, phi, sub(g, n, cst(g, n, 2), x2)));
+}
+
+/* d softplus(x) = g * sigmoid(x) */
+static Node *grad_softplus(Graph *g, Node *n, Node *dy, int i) {
+    (void)i;
+    MATH("g * sigmoid(x)");
+    return mul(g, n, dy, ir_unary(g, OP_SIGMOID, n->src[0], L));
 }
 
 /* d x^p = g * p * x^(p-1) */
@@ -196,6 +242,26 @@ static Node *grad_bce(Graph *g, Node *n, Node *dy, int i) {
     return mul(g, n, dy, sub(g, n, l1p, lp));
 }
 
+/* bce_logits(z, y) = max(z, 0) - z y + log(1 + e^-|z|):
+ *   d/dz = g * (sigmoid(z) - y),  d/dy = -g * z */
+static Node *grad_bce_logits(Graph *g, Node *n, Node *dy, int i) {
+    Node *z = n->src[0];
+    if (i == 0) {
+        MATH("g * (sigmoid(z) - y)");
+        return mul(g, n, dy, sub(g, n, ir_unary(g, OP_SIGMOID, z, L), n->src[1]));
+    }
+    MATH("-g * z");
+    return neg(g, n, mul(g, n, dy, z));
+}
+
+/* d dropout(x) = dropout(g) with the same mask: g * keep / (1 - p) */
+static Node *grad_dropout(Graph *g, Node *n, Node *dy, int i) {
+    if (i == 1)
+        return NULL; /* the random key */
+    MATH("g * mask / (1 - p), the forward pass's mask");
+    return ir_dropout(g, dy, n->attr.drop.p, n->attr.drop.salt, L);
+}
+
 /* ---- movement ---------------------------------------------------------------- */
 
 /* d transpose(x, perm) = transpose(g, perm^-1) */
@@ -222,6 +288,51 @@ static Node *grad_reshape(Graph *g, Node *n, Node *dy, int i) {
     return ir_reshape(g, dy, &n->src[0]->shape, L);
 }
 
+/* d concat(a, b) = the two windows of g along the axis */
+static Node *grad_concat(Graph *g, Node *n, Node *dy, int i) {
+    int ax = n->attr.axis;
+    int64_t na = n->src[0]->shape.d[ax];
+    MATH(i == 0 ? "g[..., :len(a), ...]" : "g[..., len(a):, ...]");
+    return ir_slice(g, dy, ax, i == 0 ? 0 : na, n->src[i]->shape.d[ax], L);
+}
+
+/* d slice(x) = g put back in its window, zeros elsewhere */
+static Node *grad_slice(Graph *g, Node *n, Node *dy, int i) {
+    (void)i;
+    MATH("zeros with g in the window");
+    const Shape *xs = &n->src[0]->shape;
+    int ax = n->attr.slice.axis;
+    int64_t start = n->attr.slice.start, len = n->shape.d[ax];
+    Node *r = dy;
+    if (start > 0) {
+        Shape zs = *xs;
+        zs.d[ax] = start;
+        r = ir_concat(g, ir_expand(g, cst(g, n, 0), &zs, L), r, ax, L);
+    }
+    if (start + len < xs->d[ax]) {
+        Shape zs = *xs;
+        zs.d[ax] = xs->d[ax] - start - len;
+        r = ir_concat(g, r, ir_expand(g, cst(g, n, 0), &zs, L), ax, L);
+    }
+    return r;
+}
+
+/* d table[ids] = the rows of g added into the rows they were read from */
+static Node *grad_gather(Graph *g, Node *n, Node *dy, int i) {
+    if (i == 1)
+        return NULL; /* integer ids */
+    MATH("scatter_add(g, ids): dtable[ids[i]] += g[i]");
+    return ir_scatter_add(g, dy, n->src[1], n->src[0]->shape.d[0], L);
+}
+
+/* d scatter_add(x, ids) = g[ids] */
+static Node *grad_scatter_add(Graph *g, Node *n, Node *dy, int i) {
+    if (i == 1)
+        return NULL;
+    MATH("g[ids]");
+    return ir_gather(g, dy, n->src[1], L);
+}
+
 /* ---- reductions ------------------------------------------------------------ */
 
 /* g with the reduced axes of n put back as 1, then broadcast to x's shape */
@@ -245,6 +356,18 @@ static Node *grad_mean(Graph *g, Node *n, Node *dy, int i) {
     MATH("expand(g, shape(x)) / count");
     Node *count = ir_numel(g, &n->src[0]->shape, n->attr.red.axes, L);
     return dvd(g, n, expand_back(g, n, dy), count);
+}
+
+/* d amax(x, axes) = g where x equals the maximum, shared evenly between
+ * ties (torch.amax): expand(g) * (x == m) / count(x == m) */
+static Node *grad_amax(Graph *g, Node *n, Node *dy, int i) {
+    (void)i;
+    MATH("expand(g) * (x == max) / count(x == max)");
+    Node *x = n->src[0];
+    Node *mask = ir_binary(g, OP_EQ, x, expand_back(g, n, n), L);
+    Node *count = ir_reduce(g, OP_SUM, mask, n->attr.red.axes, true, L);
+    Node *share = dvd(g, n, mask, ir_expand(g, count, &x->shape, L));
+    return mul(g, n, expand_back(g, n, dy), share);
 }
 
 /* C = op(A) op(B):

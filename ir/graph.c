@@ -160,6 +160,19 @@ Node *ir_hyper(Graph *g, const char *name, double value) {
     return n;
 }
 
+Node *ir_rng_key(Graph *g) {
+    for (int i = 0; i < g->hypers.len; i++)
+        if (strcmp(g->hypers.items[i].name, "rng") == 0)
+            return g->hypers.items[i].node;
+    Shape scalar = {0};
+    Node *n = new_node(g, OP_HYPER, DT_INT, &scalar, (Loc){0}, 0, NULL, NULL);
+    n->name = "rng";
+    n->attr.leaf.index = g->hypers.len;
+    Hyper h = {n->name, n, 0};
+    vec_push(g->arena, &g->hypers, h);
+    return n;
+}
+
 Node *ir_const(Graph *g, double value, Loc loc) {
     Shape scalar = {0};
     Node *n = new_node(g, OP_CONST, DT_FLOAT, &scalar, loc, 0, NULL, NULL);
@@ -176,7 +189,8 @@ Node *ir_numel(Graph *g, const Shape *of, unsigned axes, Loc loc) {
 }
 
 Node *ir_unary(Graph *g, Op op, Node *x, Loc loc) {
-    gc_assert(op_has(op, OPF_ELEMWISE) && op_info[op].arity == 1 && op != OP_POWC);
+    gc_assert(op_has(op, OPF_ELEMWISE) && op_info[op].arity == 1 && op != OP_POWC &&
+              op != OP_LEAKY_RELU);
     if (!x)
         return NULL;
     if (op == OP_CAST) {
@@ -196,8 +210,27 @@ Node *ir_powc(Graph *g, Node *x, double p, Loc loc) {
     return n;
 }
 
+Node *ir_leaky_relu(Graph *g, Node *x, double alpha, Loc loc) {
+    if (!x || !check_float(g, x, "leaky_relu", loc))
+        return NULL;
+    Node *n = new_node(g, OP_LEAKY_RELU, DT_FLOAT, &x->shape, loc, 1, x, NULL);
+    n->attr.alpha = alpha;
+    return n;
+}
+
+Node *ir_dropout(Graph *g, Node *x, double p, int salt, Loc loc) {
+    gc_assert(p >= 0 && p < 1);
+    if (!x || !check_float(g, x, "dropout", loc))
+        return NULL;
+    Node *key = ir_rng_key(g);
+    Node *n = new_node(g, OP_DROPOUT, DT_FLOAT, &x->shape, loc, 2, x, key);
+    n->attr.drop.p = p;
+    n->attr.drop.salt = salt >= 0 ? salt : g->ndropout++;
+    return n;
+}
+
 Node *ir_binary(Graph *g, Op op, Node *a, Node *b, Loc loc) {
-    gc_assert(op_has(op, OPF_ELEMWISE) && op_info[op].arity == 2);
+    gc_assert(op_has(op, OPF_ELEMWISE) && op_info[op].arity == 2 && op != OP_DROPOUT);
     if (!a || !b)
         return NULL;
     if (!check_float(g, a, op_info[op].name, loc) || !check_float(g, b, op_info[op].name, loc))
@@ -236,10 +269,75 @@ Node *ir_reduce(Graph *g, Op op, Node *x, unsigned axes, bool keepdims, Loc loc)
     return n;
 }
 
-/* The rows and columns of op(x) for a rank-2 x. */
-static void mm_dims(const Node *x, bool t, int64_t *rows, int64_t *cols) {
-    *rows = x->shape.d[t ? 1 : 0];
-    *cols = x->shape.d[t ? 0 : 1];
+/* A matmul operand of rank r >= 2 is the matrix [product of its first
+ * r - 1 dims, its last dim]. The product's dims as a count of batch
+ * dimensions and a constant, so that [B, T, d] and [B*T, d] compare. */
+typedef struct Lead {
+    int batch;
+    int64_t c;
+} Lead;
+
+static Lead lead_of(const Shape *s) {
+    Lead l = {0, 1};
+    for (int i = 0; i < s->rank - 1; i++) {
+        if (s->d[i] == DIM_BATCH)
+            l.batch++;
+        else
+            l.c *= s->d[i];
+    }
+    return l;
+}
+
+/* The product's shape: the rows of op(a), then the columns of op(b). Rows
+ * are a's leading dims, or its last dim when transposed; columns b's last
+ * dim, or when transposed its leading dims. */
+static bool mm_shape(const Node *a, const Node *b, bool ta, bool tb, Shape *out) {
+    const Shape *sa = &a->shape, *sb = &b->shape;
+    Shape s = {0};
+    if (ta)
+        s.d[s.rank++] = sa->d[sa->rank - 1];
+    else
+        for (int i = 0; i < sa->rank - 1; i++)
+            s.d[s.rank++] = sa->d[i];
+    if (tb) {
+        for (int i = 0; i < sb->rank - 1; i++) {
+            if (s.rank == IR_MAX_RANK)
+                return false;
+            s.d[s.rank++] = sb->d[i];
+        }
+    } else {
+        if (s.rank == IR_MAX_RANK)
+            return false;
+        s.d[s.rank++] = sb->d[sb->rank - 1];
+    }
+    *out = s;
+    return true;
+}
+
+/* The product of the single dim d, as a Lead. */
+static Lead lead_dim(int64_t d) { return d == DIM_BATCH ? (Lead){1, 1} : (Lead){0, d}; }
+static bool lead_eq(Lead a, Lead b) { return a.batch == b.batch && a.c == b.c; }
+
+/* Whether the contracted dims of op(a) and op(b) agree (a last dim may be
+ * the batch dim: [M, B] @ [B, N] contracts over B). */
+static bool mm_inner_ok(const Shape *sa, const Shape *sb, bool ta, bool tb) {
+    Lead la = lead_of(sa), lb = lead_of(sb);
+    int64_t lasta = sa->d[sa->rank - 1], lastb = sb->d[sb->rank - 1];
+    if (ta && !tb)
+        return lead_eq(la, lb);
+    if (ta && tb)
+        return lead_eq(la, lead_dim(lastb));
+    if (!ta && !tb)
+        return lead_eq(lb, lead_dim(lasta));
+    return lasta == lastb;
+}
+
+bool ir_matmul_shape_ok(const Node *n) {
+    const Node *a = n->src[0], *b = n->src[1];
+    Shape s;
+    return a->shape.rank >= 2 && b->shape.rank >= 2 &&
+           mm_inner_ok(&a->shape, &b->shape, n->attr.mm.ta, n->attr.mm.tb) &&
+           mm_shape(a, b, n->attr.mm.ta, n->attr.mm.tb, &s) && shape_eq(&s, &n->shape);
 }
 
 Node *ir_matmul(Graph *g, Node *a, Node *b, bool ta, bool tb, Loc loc) {
@@ -248,17 +346,18 @@ Node *ir_matmul(Graph *g, Node *a, Node *b, bool ta, bool tb, Loc loc) {
     if (!check_float(g, a, "'@'", loc) || !check_float(g, b, "'@'", loc))
         return NULL;
     char sa[64], sb[64];
-    if (a->shape.rank != 2 || b->shape.rank != 2) {
-        diag_error(g->diags, loc, "'@' needs two matrices, but the operands have shapes %s and %s",
+    Shape s;
+    bool ranks_ok = a->shape.rank >= 2 && b->shape.rank >= 2 && (ta || b->shape.rank == 2);
+    if (!ranks_ok) {
+        diag_error(g->diags, loc, "'@' needs a matrix or a stack of rows ([..., n]) on the left "
+                                  "and a matrix on the right, but the operands have shapes "
+                                  "%s and %s",
                    shape_str(&a->shape, sa, sizeof sa), shape_str(&b->shape, sb, sizeof sb));
         note_operand(g, "the left operand", a);
         note_operand(g, "the right operand", b);
         return NULL;
     }
-    int64_t m, ka, kb, nn;
-    mm_dims(a, ta, &m, &ka);
-    mm_dims(b, tb, &kb, &nn);
-    if (ka != kb) {
+    if (!mm_inner_ok(&a->shape, &b->shape, ta, tb)) {
         diag_error(g->diags, loc,
                    "inner dimensions of '@' differ: %s @ %s", shape_str(&a->shape, sa, sizeof sa),
                    shape_str(&b->shape, sb, sizeof sb));
@@ -266,7 +365,12 @@ Node *ir_matmul(Graph *g, Node *a, Node *b, bool ta, bool tb, Loc loc) {
         note_operand(g, "the right operand", b);
         return NULL;
     }
-    Shape s = {.rank = 2, .d = {m, nn}};
+    if (!mm_shape(a, b, ta, tb, &s)) {
+        diag_error(g->diags, loc, "the product %s @ %s would have more than %d dimensions",
+                   shape_str(&a->shape, sa, sizeof sa), shape_str(&b->shape, sb, sizeof sb),
+                   IR_MAX_RANK);
+        return NULL;
+    }
     Node *n = new_node(g, OP_MATMUL, DT_FLOAT, &s, loc, 2, a, b);
     n->attr.mm.ta = ta;
     n->attr.mm.tb = tb;
@@ -348,6 +452,111 @@ Node *ir_onehot(Graph *g, Node *labels, int64_t n, Loc loc) {
     Shape s = labels->shape;
     s.d[s.rank++] = n;
     return new_node(g, OP_ONEHOT, DT_FLOAT, &s, loc, 1, labels, NULL);
+}
+
+/* axis (negative from the end) of a rank-r tensor, or -1 after reporting. */
+static int check_axis(Graph *g, int axis, const Node *x, const char *opname, Loc loc) {
+    int r = x->shape.rank;
+    if (axis < -r || axis >= r) {
+        char sx[64];
+        diag_error(g->diags, loc, "%s: axis %d is out of range for a tensor of rank %d (shape %s)",
+                   opname, axis, r, shape_str(&x->shape, sx, sizeof sx));
+        return -1;
+    }
+    return axis < 0 ? axis + r : axis;
+}
+
+Node *ir_concat(Graph *g, Node *a, Node *b, int axis, Loc loc) {
+    if (!a || !b)
+        return NULL;
+    if (!check_float(g, a, "concat", loc) || !check_float(g, b, "concat", loc))
+        return NULL;
+    char sa[64], sb[64];
+    if (a->shape.rank != b->shape.rank || a->shape.rank == 0) {
+        diag_error(g->diags, loc, "concat needs tensors of the same rank (at least 1), but the "
+                                  "shapes are %s and %s",
+                   shape_str(&a->shape, sa, sizeof sa), shape_str(&b->shape, sb, sizeof sb));
+        note_operand(g, "the first tensor", a);
+        note_operand(g, "the second tensor", b);
+        return NULL;
+    }
+    int ax = check_axis(g, axis, a, "concat", loc);
+    if (ax < 0)
+        return NULL;
+    if (a->shape.d[ax] == DIM_BATCH || b->shape.d[ax] == DIM_BATCH) {
+        diag_error(g->diags, loc, "concat cannot join along the batch dimension (axis %d)", axis);
+        return NULL;
+    }
+    Shape s = a->shape;
+    for (int i = 0; i < s.rank; i++) {
+        if (i != ax && a->shape.d[i] != b->shape.d[i]) {
+            diag_error(g->diags, loc, "concat along axis %d needs the other dimensions to agree, "
+                                      "but the shapes are %s and %s",
+                       axis, shape_str(&a->shape, sa, sizeof sa),
+                       shape_str(&b->shape, sb, sizeof sb));
+            note_operand(g, "the first tensor", a);
+            note_operand(g, "the second tensor", b);
+            return NULL;
+        }
+    }
+    s.d[ax] = a->shape.d[ax] + b->shape.d[ax];
+    Node *n = new_node(g, OP_CONCAT, DT_FLOAT, &s, loc, 2, a, b);
+    n->attr.axis = ax;
+    return n;
+}
+
+Node *ir_slice(Graph *g, Node *x, int axis, int64_t start, int64_t len, Loc loc) {
+    if (!x)
+        return NULL;
+    gc_assert(axis >= 0 && axis < x->shape.rank && x->shape.d[axis] != DIM_BATCH);
+    gc_assert(start >= 0 && len > 0 && start + len <= x->shape.d[axis]);
+    Shape s = x->shape;
+    s.d[axis] = len;
+    Node *n = new_node(g, OP_SLICE, x->dtype, &s, loc, 1, x, NULL);
+    n->attr.slice.axis = axis;
+    n->attr.slice.start = start;
+    return n;
+}
+
+Node *ir_gather(Graph *g, Node *table, Node *ids, Loc loc) {
+    if (!table || !ids)
+        return NULL;
+    char st[64], si[64];
+    if (ids->dtype != DT_INT) {
+        diag_error(g->diags, loc, "indexing needs integer ids (declare the input ': int'), but "
+                                  "the index is a float tensor of shape %s",
+                   shape_str(&ids->shape, si, sizeof si));
+        note_operand(g, "the index", ids);
+        return NULL;
+    }
+    if (table->dtype != DT_FLOAT || table->shape.rank < 1 || table->shape.d[0] == DIM_BATCH) {
+        diag_error(g->diags, loc, "only a float table of fixed size (a param) can be indexed, "
+                                  "but this has shape %s",
+                   shape_str(&table->shape, st, sizeof st));
+        note_operand(g, "the table", table);
+        return NULL;
+    }
+    if (ids->shape.rank + table->shape.rank - 1 > IR_MAX_RANK) {
+        diag_error(g->diags, loc, "%s indexed by ids of shape %s would have more than %d "
+                                  "dimensions",
+                   shape_str(&table->shape, st, sizeof st), shape_str(&ids->shape, si, sizeof si),
+                   IR_MAX_RANK);
+        return NULL;
+    }
+    Shape s = ids->shape;
+    for (int i = 1; i < table->shape.rank; i++)
+        s.d[s.rank++] = table->shape.d[i];
+    return new_node(g, OP_GATHER, DT_FLOAT, &s, loc, 2, table, ids);
+}
+
+Node *ir_scatter_add(Graph *g, Node *src, Node *ids, int64_t rows, Loc loc) {
+    if (!src || !ids)
+        return NULL;
+    gc_assert(ids->dtype == DT_INT && src->shape.rank >= ids->shape.rank && rows > 0);
+    Shape s = {.rank = 1 + src->shape.rank - ids->shape.rank, .d = {rows}};
+    for (int i = ids->shape.rank; i < src->shape.rank; i++)
+        s.d[1 + i - ids->shape.rank] = src->shape.d[i];
+    return new_node(g, OP_SCATTER_ADD, DT_FLOAT, &s, loc, 2, src, ids);
 }
 
 Node *ir_assign(Graph *g, Node *param, Node *value) {

@@ -92,7 +92,10 @@ struct Node {
             Shape of;                      /* NUMEL: the shape whose axes are counted */
         } red;
         struct { bool ta, tb; } mm;        /* MATMUL */
-        int axis;                          /* SOFTMAX, LOG_SOFTMAX: a non-negative axis */
+        int axis;                          /* SOFTMAX, LOG_SOFTMAX, CONCAT: a non-negative axis */
+        double alpha;                      /* LEAKY_RELU: the slope for x <= 0 */
+        struct { double p; int salt; } drop; /* DROPOUT: drop probability in [0, 1); which mask */
+        struct { int axis; int64_t start; } slice; /* SLICE: the window's axis and first index */
         int perm[IR_MAX_RANK];             /* TRANSPOSE: out axis i is src axis perm[i] */
     } attr;
 
@@ -168,6 +171,7 @@ typedef struct Graph {
     Node *loss;       /* a scalar, or NULL when the model has no loss */
     Metric metric;
     Vec(Node *) updates; /* ASSIGN nodes of the optimizer */
+    int ndropout;        /* dropout masks made so far: the next DROPOUT's salt */
     /* Nodes with ids from grad_start were made by ad_backward, from
      * update_start by the optimizer; both are nodes.len until those run. */
     int grad_start, update_start;
@@ -189,14 +193,23 @@ Graph *graph_new(Arena *a, Diags *d, const char *name);
 Node *ir_input(Graph *g, const char *name, DType dt, const Shape *s, Loc loc);
 Node *ir_param(Graph *g, const char *name, const Shape *s, Init init, Loc loc);
 Node *ir_hyper(Graph *g, const char *name, double value);
+/* The int32 scalar hyper "rng": the runtime stores fresh random bits in it
+ * before every step of the train and grad programs (dropout masks). */
+Node *ir_rng_key(Graph *g);
 Node *ir_const(Graph *g, double value, Loc loc);
 Node *ir_numel(Graph *g, const Shape *of, unsigned axes, Loc loc);
 Node *ir_unary(Graph *g, Op op, Node *x, Loc loc);
 Node *ir_binary(Graph *g, Op op, Node *a, Node *b, Loc loc);
 Node *ir_powc(Graph *g, Node *x, double p, Loc loc);
+Node *ir_leaky_relu(Graph *g, Node *x, double alpha, Loc loc);
+/* Inverted dropout of x with drop probability p in [0, 1); salt < 0 makes
+ * a fresh mask, salt >= 0 reuses that dropout's mask (its gradient). */
+Node *ir_dropout(Graph *g, Node *x, double p, int salt, Loc loc);
 /* axes: bitmask over x's axes; 0 means all. */
 Node *ir_reduce(Graph *g, Op op, Node *x, unsigned axes, bool keepdims, Loc loc);
 Node *ir_matmul(Graph *g, Node *a, Node *b, bool ta, bool tb, Loc loc);
+/* Whether n (a MATMUL) has the shape its sources and flags give. */
+bool ir_matmul_shape_ok(const Node *n);
 /* perm NULL reverses the axes. */
 Node *ir_transpose(Graph *g, Node *x, const int *perm, Loc loc);
 Node *ir_expand(Graph *g, Node *x, const Shape *to, Loc loc);
@@ -205,6 +218,15 @@ Node *ir_reshape(Graph *g, Node *x, const Shape *to, Loc loc);
 Node *ir_softmax(Graph *g, Op op, Node *x, int axis, Loc loc);
 Node *ir_xent(Graph *g, Node *logits, Node *labels, Loc loc);
 Node *ir_onehot(Graph *g, Node *labels, int64_t n, Loc loc);
+/* a and b joined along axis (may be negative); every other dim must agree,
+ * and axis must not be the batch dimension. */
+Node *ir_concat(Graph *g, Node *a, Node *b, int axis, Loc loc);
+/* len elements of x along axis from start (internal: the adjoint of concat). */
+Node *ir_slice(Graph *g, Node *x, int axis, int64_t start, int64_t len, Loc loc);
+/* table[ids]: table float of rank >= 1, ids int of any shape. */
+Node *ir_gather(Graph *g, Node *table, Node *ids, Loc loc);
+/* The adjoint of gather into a table of `rows` rows (internal). */
+Node *ir_scatter_add(Graph *g, Node *src, Node *ids, int64_t rows, Loc loc);
 Node *ir_assign(Graph *g, Node *param, Node *value);
 
 /* NumPy broadcasting of a and b into out; false if they do not broadcast. */

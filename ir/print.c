@@ -21,8 +21,22 @@ static void attr_str(const Node *n, char *buf, size_t len) {
     case OP_POWC:
         snprintf(buf, len, " ^%.9g", n->attr.pow.p);
         break;
+    case OP_LEAKY_RELU:
+        snprintf(buf, len, " alpha=%.9g", n->attr.alpha);
+        break;
+    case OP_DROPOUT:
+        snprintf(buf, len, " p=%.9g mask=%d", n->attr.drop.p, n->attr.drop.salt);
+        break;
+    case OP_CONCAT:
+        snprintf(buf, len, " axis=%d", n->attr.axis);
+        break;
+    case OP_SLICE:
+        snprintf(buf, len, " axis=%d start=%lld", n->attr.slice.axis,
+                 (long long)n->attr.slice.start);
+        break;
     case OP_SUM:
     case OP_MEAN:
+    case OP_AMAX:
     case OP_NUMEL: {
         k += (size_t)snprintf(buf + k, len - k, " axes=[");
         bool first = true;
@@ -57,6 +71,8 @@ static void attr_str(const Node *n, char *buf, size_t len) {
     case OP_SQRT: case OP_TANH: case OP_SIGMOID: case OP_RELU: case OP_STEP: case OP_CAST:
     case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_MAX: case OP_BCE:
     case OP_EXPAND: case OP_RESHAPE: case OP_XENT: case OP_ONEHOT: case OP_ASSIGN:
+    case OP_ABS: case OP_SIGN: case OP_GELU: case OP_DGELU: case OP_SOFTPLUS:
+    case OP_BCE_LOGITS: case OP_EQ: case OP_GATHER: case OP_SCATTER_ADD:
     case OP_COUNT:
         break;
     }

@@ -35,12 +35,20 @@ static bool shape_ok(const Node *n) {
             if (n->shape.d[i] != a->shape.d[n->attr.perm[i]])
                 return false;
         return n->shape.rank == a->shape.rank;
-    case OP_MATMUL: {
-        int64_t ka = a->shape.d[n->attr.mm.ta ? 0 : 1], kb = b->shape.d[n->attr.mm.tb ? 1 : 0];
-        return a->shape.rank == 2 && b->shape.rank == 2 && ka == kb &&
-               n->shape.d[0] == a->shape.d[n->attr.mm.ta ? 1 : 0] &&
-               n->shape.d[1] == b->shape.d[n->attr.mm.tb ? 0 : 1];
-    }
+    case OP_MATMUL:
+        return ir_matmul_shape_ok(n);
+    case OP_CONCAT:
+        for (int i = 0; i < n->shape.rank; i++)
+            if (n->shape.d[i] != (i == n->attr.axis ? a->shape.d[i] + b->shape.d[i] : a->shape.d[i]))
+                return false;
+        return a->shape.rank == n->shape.rank && b->shape.rank == n->shape.rank;
+    case OP_SLICE:
+        return n->attr.slice.start + n->shape.d[n->attr.slice.axis] <=
+               a->shape.d[n->attr.slice.axis];
+    case OP_GATHER:
+        return b->dtype == DT_INT && n->shape.rank == b->shape.rank + a->shape.rank - 1;
+    case OP_SCATTER_ADD:
+        return b->dtype == DT_INT && n->shape.rank == a->shape.rank - b->shape.rank + 1;
     case OP_SOFTMAX:
     case OP_LOG_SOFTMAX:
         return shape_eq(&a->shape, &n->shape) && n->attr.axis < n->shape.rank;
@@ -48,6 +56,7 @@ static bool shape_ok(const Node *n) {
         return a->op == OP_PARAM && shape_eq(&a->shape, &b->shape);
     case OP_SUM:
     case OP_MEAN:
+    case OP_AMAX:
     case OP_XENT:
     case OP_ONEHOT:
     case OP_INPUT:
@@ -58,6 +67,8 @@ static bool shape_ok(const Node *n) {
     case OP_NEG: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_TANH: case OP_SIGMOID:
     case OP_RELU: case OP_STEP: case OP_POWC: case OP_CAST: case OP_ADD: case OP_SUB:
     case OP_MUL: case OP_DIV: case OP_MAX: case OP_BCE:
+    case OP_ABS: case OP_SIGN: case OP_LEAKY_RELU: case OP_GELU: case OP_DGELU:
+    case OP_SOFTPLUS: case OP_BCE_LOGITS: case OP_EQ: case OP_DROPOUT:
     case OP_COUNT:
         return true;
     }
@@ -83,8 +94,11 @@ bool ir_verify(Graph *g, const char **why) {
             return fail(why, n, "rank out of range");
         if (op_has(n->op, OPF_ELEMWISE) && n->op != OP_CAST)
             for (int s = 0; s < n->nsrc; s++)
-                if (n->src[s]->dtype != DT_FLOAT)
+                if (n->src[s]->dtype != DT_FLOAT && !(n->op == OP_DROPOUT && s == 1))
                     return fail(why, n, "elementwise op on an integer tensor");
+        if (n->op == OP_DROPOUT &&
+            (n->src[1]->op != OP_HYPER || n->src[1]->dtype != DT_INT || n->src[1]->shape.rank))
+            return fail(why, n, "dropout's key is not the int32 scalar rng hyper");
         if (!shape_ok(n))
             return fail(why, n, "shape does not follow from the sources");
     }

@@ -8,7 +8,8 @@
  * or uses the float32 polynomials of mathfn.c.
  *
  * Dimension legend: B batch (max_batch MAXB, run with a smaller batch where
- * stated), M, N, K matmul dims, C classes.
+ * stated), M, N, K matmul dims, C classes, V rows of a gathered table, W a
+ * row's width.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,6 +32,7 @@ static const Loc L0 = {0};
 #define SH1(a) ((Shape){.rank = 1, .d = {(a)}})
 #define SH2(a, b) ((Shape){.rank = 2, .d = {(a), (b)}})
 #define SH3(a, b, c) ((Shape){.rank = 3, .d = {(a), (b), (c)}})
+#define SH4(a, b, c, e) ((Shape){.rank = 4, .d = {(a), (b), (c), (e)}})
 
 /* |got - want| <= tol, or both NaN. */
 #define assert_near(got, want, tol)                                                          \
@@ -652,6 +654,656 @@ static void test_lower_xent_onehot_out_of_range_label(void **state) {
     t_free(&t);
 }
 
+/* ---- new elementwise ops --------------------------------------------------------- */
+
+static Node *int_input(T *t, const char *name, Shape s) {
+    return ir_input(t->g, name, DT_INT, &s, L0);
+}
+
+/* Tolerance of the polynomial ops: relative to max(1, |want|). */
+static double poly_tol(const T *t, double f32) { return t->elem_size == 4 ? f32 : 1e-13; }
+
+static double ref_gelu(double x) { return x * 0.5 * erfc(-x / sqrt(2)); }
+static double ref_dgelu(double x) {
+    return 0.5 * erfc(-x / sqrt(2)) + x * exp(-0.5 * x * x) / sqrt(2 * M_PI);
+}
+static double ref_softplus(double x) { return fmax(x, 0) + log1p(exp(-fabs(x))); }
+
+/* ABS SIGN LEAKY_RELU GELU DGELU SOFTPLUS on a rank-4 [B, 2, 3, 4] input, in
+ * float32 and float64, run with batch 5: the exact ops exactly (signed
+ * zeros and NaN included), the others to the float polynomials' accuracy
+ * (3e-6 relative to max(1, |y|)) or 1e-13 in float64; softplus(±1000) is
+ * exact. */
+static void test_lower_new_unary_ops_float32_and_float64(void **state) {
+    (void)state;
+    enum { RUN = 5, NE = RUN * 24, NOPS = 6 };
+    static const double lo[NOPS] = {-3, -3, -3, -6, -6, -30}, hi[NOPS] = {3, 3, 3, 6, 6, 30};
+    for (int es = 4; es <= 8; es += 4) {
+        T t;
+        t_init(&t, "unary2");
+        Node *x[NOPS];
+        for (int o = 0; o < NOPS; o++)
+            x[o] = input(&t, "x", SH4(B, 2, 3, 4));
+        t_output(&t, "abs", ir_unary(t.g, OP_ABS, x[0], L0));
+        t_output(&t, "sign", ir_unary(t.g, OP_SIGN, x[1], L0));
+        t_output(&t, "leaky", ir_leaky_relu(t.g, x[2], 0.1, L0));
+        t_output(&t, "gelu", ir_unary(t.g, OP_GELU, x[3], L0));
+        t_output(&t, "dgelu", ir_unary(t.g, OP_DGELU, x[4], L0));
+        t_output(&t, "softplus", ir_unary(t.g, OP_SOFTPLUS, x[5], L0));
+        t_compile(&t, MAXB, es);
+        double *xv[NOPS];
+        for (int o = 0; o < NOPS; o++) {
+            xv[o] = fill(&t, x[o], MAXB * 24, lo[o], hi[o], 200 + (uint64_t)o);
+            static const double special[] = {0.0, -0.0, NAN, 1000, -1000};
+            for (int s = 0; s < 5; s++)
+                set(&t, x[o], s, xv[o][s] = special[s]);
+        }
+        t_run(&t, PROG_PREDICT, RUN);
+        for (int i = 0; i < NE; i++) {
+            const float alpha = 0.1f;
+            double v[NOPS];
+            for (int o = 0; o < NOPS; o++)
+                v[o] = xv[o][i];
+            double want[NOPS] = {
+                fabs(v[0]),
+                v[1] > 0 ? 1 : v[1] < 0 ? -1 : v[1],
+                v[2] > 0 ? v[2] : es == 4 ? (double)(alpha * (float)v[2]) : 0.1 * v[2],
+                ref_gelu(v[3]),
+                ref_dgelu(v[4]),
+                ref_softplus(v[5]),
+            };
+            for (int o = 0; o < NOPS; o++) {
+                double got = get(&t, PROG_PREDICT, t_out(&t, o), i);
+                double tol = o < 3 ? 0 : poly_tol(&t, 3e-6) * fmax(1, fabs(want[o]));
+                if (isnan(want[o]) ? !isnan(got) : !(fabs(got - want[o]) <= tol))
+                    fail_msg("f%d %s(%.9g) = %.9g, want %.9g", es * 8,
+                             t.g->outputs.items[o].name, v[o], got, want[o]);
+            }
+        }
+        assert_true(signbit(get(&t, PROG_PREDICT, t_out(&t, 1), 1))); /* sign(-0) = -0 */
+        assert_true(get(&t, PROG_PREDICT, t_out(&t, 5), 3) == 1000);  /* softplus(1000) */
+        assert_true(get(&t, PROG_PREDICT, t_out(&t, 5), 4) == 0);     /* softplus(-1000) */
+        for (int o = 0; o < NOPS; o++)
+            free(xv[o]);
+        t_free(&t);
+    }
+}
+
+/* EQ and BCE_LOGITS on [B, 8] op [8], float32 and float64. bce_logits
+ * against max(z, 0) - z y + log1p(e^-|z|) in long double (2e-6 relative to
+ * max(1, |want|) in float32); at |z| = 1000 finite and exact. */
+static void test_lower_eq_and_bce_logits(void **state) {
+    (void)state;
+    enum { W = 8, RUN = 6 };
+    for (int es = 4; es <= 8; es += 4) {
+        T t;
+        t_init(&t, "binary2");
+        Node *a = input(&t, "a", SH2(B, W)), *b = param(&t, "b", SH1(W));
+        t_output(&t, "eq", ir_binary(t.g, OP_EQ, a, b, L0));
+        t_output(&t, "bce", ir_binary(t.g, OP_BCE_LOGITS, a, b, L0));
+        t_compile(&t, MAXB, es);
+        double *av = fill(&t, a, MAXB * W, -10, 10, 210), *bv = fill(&t, b, W, 0, 1, 211);
+        bv[1] = 1, bv[2] = 0, bv[3] = 0.3;
+        for (int j = 1; j <= 3; j++) {
+            set(&t, b, j, bv[j]);
+            bv[j] = as_elem(&t, bv[j]);
+            set(&t, a, j, av[j] = 1000);      /* row 0: z = 1000 */
+            set(&t, a, W + j, av[W + j] = -1000); /* row 1: z = -1000 */
+        }
+        for (int r = 2; r < RUN; r++) /* equal pairs, and a NaN */
+            set(&t, a, r * W + r, av[r * W + r] = bv[r]);
+        set(&t, a, 5 * W, av[5 * W] = NAN);
+        t_run(&t, PROG_PREDICT, RUN);
+        for (int i = 0; i < RUN * W; i++) {
+            double z = av[i], y = bv[i % W];
+            assert_near(get(&t, PROG_PREDICT, t_out(&t, 0), i), z == y ? 1 : 0, 0);
+            long double zl = z, yl = y;
+            double want = (double)(fmaxl(zl, 0) - zl * yl + log1pl(expl(-fabsl(zl))));
+            double got = get(&t, PROG_PREDICT, t_out(&t, 1), i);
+            assert_near(got, want, poly_tol(&t, 2e-6) * fmax(1, fabs(want)));
+        }
+        /* |z| = 1000: y = 1, 0, 0.3 */
+        assert_true(get(&t, PROG_PREDICT, t_out(&t, 1), 1) == 0);
+        assert_true(get(&t, PROG_PREDICT, t_out(&t, 1), 2) == 1000);
+        assert_true(get(&t, PROG_PREDICT, t_out(&t, 1), W + 1) == 1000);
+        assert_true(get(&t, PROG_PREDICT, t_out(&t, 1), W + 2) == 0);
+        double g3 = get(&t, PROG_PREDICT, t_out(&t, 1), 3);
+        double h3 = get(&t, PROG_PREDICT, t_out(&t, 1), W + 3);
+        assert_true(isfinite(g3) && isfinite(h3));
+        assert_near(g3, 1000 - 1000 * bv[3], es == 4 ? 6.2e-5 : 1.2e-13); /* one ulp of 700 */
+        assert_near(h3, 1000 * bv[3], es == 4 ? 3.1e-5 : 6e-14);
+        free(av), free(bv);
+        t_free(&t);
+    }
+}
+
+/* ---- dropout ------------------------------------------------------------------------ */
+
+/* The mask of codegen/lower.c, documented there, written out again. */
+static uint32_t ref_lowbias32(uint32_t v) {
+    v ^= v >> 16;
+    v *= 0x7feb352du;
+    v ^= v >> 15;
+    v *= 0x846ca68bu;
+    v ^= v >> 16;
+    return v;
+}
+static bool ref_keep(int32_t key, int salt, int64_t i, double p) {
+    uint32_t salt_mix = ref_lowbias32(0x9e3779b9u * ((uint32_t)salt + 1u));
+    uint32_t seed = ref_lowbias32((uint32_t)key ^ salt_mix);
+    uint32_t h = ref_lowbias32(ref_lowbias32((uint32_t)i ^ seed) ^ (uint32_t)((uint64_t)i >> 32));
+    return (h >> 8) >= (uint32_t)ceil(p * 16777216.0);
+}
+
+/* The rng key of the graph (the int32 hyper "rng"). */
+static void set_key(T *t, int32_t key) { set_int(t, ir_rng_key(t->g), 0, key); }
+
+/* The first DROPOUT node's salt (the forward one). */
+static int first_salt(T *t) {
+    for (int i = 0; i < t->g->nodes.len; i++)
+        if (t->g->nodes.items[i]->op == OP_DROPOUT)
+            return t->g->nodes.items[i]->attr.drop.salt;
+    fail_msg("no dropout");
+    return -1;
+}
+
+/* loss = sum(dropout(x, p) * c) with parameters x, c of 1e5 elements: in
+ * the grad program dc = dropout(x) (the forward mask) and dx = dropout(c)
+ * (the backward one). For p = 0.1 and 0.5, in float32 (and p = 0.5 in
+ * float64): the kept fraction is within 4 sigma of 1 - p; kept values are
+ * exactly x * (1 / (1 - p)) (the scale rounded to the element type), the
+ * rest 0; forward and backward drop the same elements, those the
+ * documented hash gives; another key gives another mask, the same key the
+ * same one. */
+static void test_lower_dropout_masks_are_bernoulli_and_shared_with_gradient(void **state) {
+    (void)state;
+    enum { N = 100000 };
+    static const struct { double p; int es; } cases[] = {{0.1, 4}, {0.5, 4}, {0.5, 8}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        double p = cases[c].p;
+        T t;
+        t_init(&t, "drop");
+        Node *x = param(&t, "x", SH1(N)), *w = param(&t, "c", SH1(N));
+        Node *d = ir_dropout(t.g, x, p, -1, L0);
+        t.g->loss = ir_reduce(t.g, OP_SUM, ir_binary(t.g, OP_MUL, d, w, L0), 0, false, L0);
+        ad_backward(t.g);
+        t_compile(&t, MAXB, cases[c].es);
+        int salt = first_salt(&t);
+        double *xv = fill(&t, x, N, 0.5, 2, 220), *cv = fill(&t, w, N, -2, -0.5, 221);
+        const Node *dx = t.g->params.items[0].grad, *dc = t.g->params.items[1].grad;
+        double scale = as_elem(&t, 1 / (1 - p));
+        bool *mask = malloc(N);
+        set_key(&t, 12345);
+        t_run(&t, PROG_GRAD, MAXB);
+        int64_t kept = 0;
+        for (int i = 0; i < N; i++) {
+            double f = get(&t, PROG_GRAD, dc, i), b = get(&t, PROG_GRAD, dx, i);
+            mask[i] = f != 0;
+            kept += mask[i];
+            if ((b != 0) != mask[i] || mask[i] != ref_keep(12345, salt, i, p))
+                fail_msg("p=%g element %d: forward %g, backward %g, hash keeps %d", p, i, f, b,
+                         ref_keep(12345, salt, i, p));
+            assert_true(f == (mask[i] ? as_elem(&t, xv[i] * scale) : 0));
+            assert_true(b == (mask[i] ? as_elem(&t, cv[i] * scale) : 0));
+        }
+        double frac = (double)kept / N, sigma = sqrt(p * (1 - p) / N);
+        printf("  p=%g f%d: kept %.5f (1 - p = %g, sigma %.2g)\n", p, cases[c].es * 8, frac, 1 - p,
+               sigma);
+        assert_true(fabs(frac - (1 - p)) <= 4 * sigma);
+        /* The same key: the same mask; another key: another one. */
+        t_run(&t, PROG_GRAD, MAXB);
+        for (int i = 0; i < N; i++)
+            assert_true((get(&t, PROG_GRAD, dc, i) != 0) == mask[i]);
+        set_key(&t, 12346);
+        t_run(&t, PROG_GRAD, MAXB);
+        int64_t differ = 0;
+        for (int i = 0; i < N; i++)
+            differ += (get(&t, PROG_GRAD, dc, i) != 0) != mask[i];
+        /* independent masks differ in 2 p (1 - p) of the elements */
+        assert_true(fabs((double)differ / N - 2 * p * (1 - p)) <= 8 * sigma);
+        free(mask), free(xv), free(cv);
+        t_free(&t);
+    }
+}
+
+/* The mask depends on the element's index in the dropout's own shape
+ * only. (1) loss = sum(dropout(x^T) * c): the forward dropout is the root
+ * of its kernel, the backward one is computed under a transpose inside
+ * dx's kernel, and they agree element for element. (2) A [B, 3, 7] dropout
+ * with a parameter broadcast over the batch: the loss and dc = sum over
+ * rows of the kept elements follow the hash of the row-major index with
+ * the run's batch size, for batch 8 and batch 5. */
+static void test_lower_dropout_mask_follows_the_nodes_own_index(void **state) {
+    (void)state;
+    {
+        T t;
+        t_init(&t, "dropt");
+        Node *x = param(&t, "x", SH2(4, 6)), *w = param(&t, "c", SH2(6, 4));
+        Node *d = ir_dropout(t.g, ir_transpose(t.g, x, NULL, L0), 0.5, -1, L0);
+        t.g->loss = ir_reduce(t.g, OP_SUM, ir_binary(t.g, OP_MUL, d, w, L0), 0, false, L0);
+        ad_backward(t.g);
+        t_compile(&t, MAXB, 4);
+        int salt = first_salt(&t);
+        double *xv = fill(&t, x, 24, 1, 2, 230), *cv = fill(&t, w, 24, 1, 2, 231);
+        set_key(&t, -7);
+        t_run(&t, PROG_GRAD, 1);
+        const Node *dx = t.g->params.items[0].grad, *dc = t.g->params.items[1].grad;
+        int nkept = 0;
+        for (int i = 0; i < 6; i++)
+            for (int j = 0; j < 4; j++) {
+                bool keep = ref_keep(-7, salt, i * 4 + j, 0.5);
+                nkept += keep;
+                assert_true((get(&t, PROG_GRAD, dc, i * 4 + j) != 0) == keep);
+                assert_true((get(&t, PROG_GRAD, dx, j * 6 + i) != 0) == keep);
+                assert_true(get(&t, PROG_GRAD, dx, j * 6 + i) == (keep ? 2 * cv[i * 4 + j] : 0));
+                assert_true(get(&t, PROG_GRAD, dc, i * 4 + j) == (keep ? 2 * xv[j * 6 + i] : 0));
+            }
+        assert_true(nkept > 0 && nkept < 24);
+        free(xv), free(cv);
+        t_free(&t);
+    }
+    {
+        enum { W = 7 };
+        T t;
+        t_init(&t, "dropb");
+        Node *x = input(&t, "x", SH3(B, 3, W)), *w = param(&t, "c", SH1(W));
+        Node *d = ir_dropout(t.g, x, 0.3, -1, L0);
+        t.g->loss = ir_reduce(t.g, OP_SUM, ir_binary(t.g, OP_MUL, d, w, L0), 0, false, L0);
+        ad_backward(t.g);
+        t_compile(&t, MAXB, 8);
+        int salt = first_salt(&t);
+        double *xv = fill(&t, x, MAXB * 3 * W, -1, 1, 232), *cv = fill(&t, w, W, -1, 1, 233);
+        set_key(&t, 99);
+        const Node *dc = t.g->params.items[0].grad;
+        for (int run = MAXB; run >= 5; run -= 3) {
+            t_run(&t, PROG_GRAD, run);
+            double loss = 0, want[W] = {0};
+            for (int i = 0; i < run * 3 * W; i++)
+                if (ref_keep(99, salt, i, 0.3)) {
+                    double v = xv[i] * (1 / 0.7);
+                    loss += v * cv[i % W];
+                    want[i % W] += v;
+                }
+            assert_rel(get(&t, PROG_GRAD, t.g->loss, 0), loss, 1e-12);
+            for (int j = 0; j < W; j++)
+                assert_rel(get(&t, PROG_GRAD, dc, j), want[j], 1e-12);
+        }
+        free(xv), free(cv);
+        t_free(&t);
+    }
+}
+
+/* Eval and predict programs pass x through unchanged (any key); the train
+ * step's dropout is a vectorised loop of integer mixing. */
+static void test_lower_dropout_identity_in_eval_and_predict(void **state) {
+    (void)state;
+    enum { W = 256, RUN = 6 };
+    T t;
+    t_init(&t, "dropev");
+    Node *x = input(&t, "x", SH2(B, W)), *w = param(&t, "c", SH1(W));
+    Node *d = ir_dropout(t.g, x, 0.5, -1, L0);
+    t_output(&t, "y", d);
+    t.g->loss = ir_reduce(t.g, OP_SUM, ir_binary(t.g, OP_MUL, d, w, L0), 0, false, L0);
+    ad_backward(t.g);
+    opt_build(t.g, opt_lookup("sgd"));
+    t_compile(&t, MAXB, 4);
+    double *xv = fill(&t, x, MAXB * W, -1, 1, 240), *cv = fill(&t, w, W, -1, 1, 241);
+    set_key(&t, 5);
+    t_run(&t, PROG_PREDICT, RUN);
+    for (int i = 0; i < RUN * W; i++)
+        assert_true(get(&t, PROG_PREDICT, t_out(&t, 0), i) == xv[i]);
+    t_run(&t, PROG_EVAL, RUN);
+    double loss = 0;
+    for (int i = 0; i < RUN * W; i++)
+        loss += xv[i] * cv[i % W];
+    assert_rel(get(&t, PROG_EVAL, t.g->loss, 0), loss, 1e-5);
+    char *ir = cg_llvm_ir(t.m);
+    char *train = strstr(ir, "@dropev_train("), *eval = strstr(ir, "@dropev_eval(");
+    assert_non_null(train);
+    assert_non_null(eval);
+    *strstr(train, "\n}\n") = '\0'; /* the train step's body only */
+    assert_non_null(strstr(train, "mul <16 x i32>")); /* lowbias32, widened */
+    assert_null(strstr(eval, " mul <")); /* no mask in eval */
+    free(ir);
+    free(xv), free(cv);
+    t_free(&t);
+}
+
+/* ---- amax ----------------------------------------------------------------------------- */
+
+/* amax of x (rank r, dims d) over the axes in mask; out laid out as x
+ * without the reduced axes. NaN if any reduced element is NaN. */
+static void ref_amax(const double *x, const int64_t *d, int r, unsigned axes, double *out) {
+    int64_t n = 1, no = 1;
+    for (int a = 0; a < r; a++) {
+        n *= d[a];
+        if (!(axes >> a & 1))
+            no *= d[a];
+    }
+    for (int64_t o = 0; o < no; o++)
+        out[o] = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t rest = i, idx[IR_MAX_RANK], o = 0;
+        for (int a = r - 1; a >= 0; a--)
+            idx[a] = rest % d[a], rest /= d[a];
+        for (int a = 0; a < r; a++)
+            if (!(axes >> a & 1))
+                o = o * d[a] + idx[a];
+        if (isnan(x[i]) || isnan(out[o]))
+            out[o] = NAN;
+        else if (x[i] > out[o])
+            out[o] = x[i];
+    }
+}
+
+/* AMAX over every subset of the axes of [B, 3, 4, 2], with and without
+ * keepdims, float32 and float64, batch 5: exact, with ties (values on a
+ * coarse grid), and NaN wherever a reduced set holds the one NaN. */
+static void test_lower_amax_every_axis_set_ties_and_nan(void **state) {
+    (void)state;
+    enum { RUN = 5, NX = MAXB * 24 };
+    for (int es = 4; es <= 8; es += 4) {
+        T t;
+        t_init(&t, "amax");
+        Node *x = input(&t, "x", SH4(B, 3, 4, 2));
+        for (unsigned axes = 1; axes < 16; axes++)
+            for (int keep = 0; keep < 2; keep++)
+                t_output(&t, "m", ir_reduce(t.g, OP_AMAX, x, axes, keep, L0));
+        t_compile(&t, MAXB, es);
+        double *xv = fill(&t, x, NX, -3, 3, 250);
+        for (int i = 0; i < NX; i++) /* ties */
+            set(&t, x, i, xv[i] = floor(xv[i] * 2) / 2);
+        set(&t, x, 37, xv[37] = NAN); /* b = 1, i = 1, j = 2, k = 1 */
+        t_run(&t, PROG_PREDICT, RUN);
+        const int64_t d[4] = {RUN, 3, 4, 2};
+        double want[NX];
+        int o = 0, nnan = 0;
+        for (unsigned axes = 1; axes < 16; axes++)
+            for (int keep = 0; keep < 2; keep++, o++) {
+                ref_amax(xv, d, 4, axes, want);
+                int64_t no = 1;
+                for (int a = 0; a < 4; a++)
+                    if (!(axes >> a & 1))
+                        no *= d[a];
+                for (int64_t i = 0; i < no; i++) {
+                    double got = get(&t, PROG_PREDICT, t_out(&t, o), i);
+                    nnan += isnan(want[i]);
+                    if (isnan(want[i]) ? !isnan(got) : got != want[i])
+                        fail_msg("f%d amax axes=%#x keepdims=%d [%lld] = %g, want %g", es * 8,
+                                 axes, keep, (long long)i, got, want[i]);
+                }
+            }
+        assert_true(nnan > 0);
+        free(xv);
+        t_free(&t);
+    }
+}
+
+/* ---- matmul of stacks of rows ------------------------------------------------------ */
+
+/* The product of rank-3 and rank-4 operands, as the matrices [product of the
+ * leading dims, last dim]: [2,3,4] @ [4,5], its gradient forms g @ W^T (tb)
+ * and a^T @ g (ta, contracting 2*3), the same with the batch dim leading
+ * ([B,3,4]: M = 3B, and K = 3B for the ta form), [B,2,3,4] @ [4,5], and
+ * a^T @ b^T for a [2,3,4]. float32 (1e-5) and float64 (1e-12), batch 5. */
+static void test_lower_matmul_rank3_and_gradient_forms(void **state) {
+    (void)state;
+    enum { RUN = 5 };
+    for (int es = 4; es <= 8; es += 4) {
+        T t;
+        t_init(&t, "mm3");
+        Node *a = input(&t, "a", SH3(2, 3, 4)), *w = param(&t, "w", SH2(4, 5));
+        Node *g = input(&t, "g", SH3(2, 3, 5)), *xb = input(&t, "xb", SH3(B, 3, 4));
+        Node *gb = input(&t, "gb", SH3(B, 3, 5)), *a4 = input(&t, "a4", SH4(B, 2, 3, 4));
+        Node *bt = param(&t, "bt", SH2(5, 6));
+        t_output(&t, "a@w", ir_matmul(t.g, a, w, false, false, L0));
+        t_output(&t, "g@wT", ir_matmul(t.g, g, w, false, true, L0));
+        t_output(&t, "aT@g", ir_matmul(t.g, a, g, true, false, L0));
+        t_output(&t, "xb@w", ir_matmul(t.g, xb, w, false, false, L0));
+        t_output(&t, "gb@wT", ir_matmul(t.g, gb, w, false, true, L0));
+        t_output(&t, "xbT@gb", ir_matmul(t.g, xb, gb, true, false, L0));
+        t_output(&t, "a4@w", ir_matmul(t.g, a4, w, false, false, L0));
+        t_output(&t, "aT@btT", ir_matmul(t.g, a, bt, true, true, L0));
+        t_compile(&t, MAXB, es);
+        double *av = fill(&t, a, 24, -1, 1, 260), *wv = fill(&t, w, 20, -1, 1, 261);
+        double *gv = fill(&t, g, 30, -1, 1, 262), *xbv = fill(&t, xb, MAXB * 12, -1, 1, 263);
+        double *gbv = fill(&t, gb, MAXB * 15, -1, 1, 264);
+        double *a4v = fill(&t, a4, MAXB * 24, -1, 1, 265);
+        double *btv = fill(&t, bt, 30, -1, 1, 266);
+        t_run(&t, PROG_PREDICT, RUN);
+        static const int64_t shape[8][2] = {{6, 5}, {6, 4}, {4, 5}, {3 * RUN, 5},
+                                            {3 * RUN, 4}, {4, 5}, {6 * RUN, 5}, {4, 5}};
+        double want[8][6 * RUN * 5];
+        naive_matmul(av, 4, false, wv, 5, false, 6, 5, 4, want[0]);
+        naive_matmul(gv, 5, false, wv, 5, true, 6, 4, 5, want[1]);
+        naive_matmul(av, 4, true, gv, 5, false, 4, 5, 6, want[2]);
+        naive_matmul(xbv, 4, false, wv, 5, false, 3 * RUN, 5, 4, want[3]);
+        naive_matmul(gbv, 5, false, wv, 5, true, 3 * RUN, 4, 5, want[4]);
+        naive_matmul(xbv, 4, true, gbv, 5, false, 4, 5, 3 * RUN, want[5]);
+        naive_matmul(a4v, 4, false, wv, 5, false, 6 * RUN, 5, 4, want[6]);
+        naive_matmul(av, 4, true, btv, 6, true, 4, 5, 6, want[7]);
+        for (int o = 0; o < 8; o++) {
+            assert_int_equal(shape_numel(&t_out(&t, o)->shape, RUN), shape[o][0] * shape[o][1]);
+            for (int i = 0; i < shape[o][0] * shape[o][1]; i++)
+                assert_rel(get(&t, PROG_PREDICT, t_out(&t, o), i), want[o][i],
+                           es == 4 ? 1e-5 : 1e-12);
+        }
+        free(av), free(wv), free(gv), free(xbv), free(gbv), free(a4v), free(btv);
+        t_free(&t);
+    }
+}
+
+/* ---- concat, slice ------------------------------------------------------------------ */
+
+/* Flat index of idx in a row-major tensor of dims d. */
+static int64_t flat(const int64_t *idx, const int64_t *d, int r) {
+    int64_t f = 0;
+    for (int a = 0; a < r; a++)
+        f = f * d[a] + idx[a];
+    return f;
+}
+
+/* The value out[idx] of concat(a, b, axis) (dims da, db) or slice(x, axis,
+ * start) (b NULL, start >= 0), by multi-index. */
+static double ref_join(const double *a, const int64_t *da, const double *b, const int64_t *db,
+                       int r, int axis, int64_t start, const int64_t *idx) {
+    int64_t j[IR_MAX_RANK];
+    memcpy(j, idx, sizeof j);
+    if (!b) {
+        j[axis] += start;
+        return a[flat(j, da, r)];
+    }
+    if (j[axis] < da[axis])
+        return a[flat(j, da, r)];
+    j[axis] -= da[axis];
+    return b[flat(j, db, r)];
+}
+
+/* Compare every element of out (dims d, rank r) with ref_join. */
+static void check_join(T *t, const Node *out, const int64_t *d, int r, const double *a,
+                       const int64_t *da, const double *b, const int64_t *db, int axis,
+                       int64_t start) {
+    int64_t n = 1, idx[IR_MAX_RANK] = {0};
+    for (int k = 0; k < r; k++)
+        n *= d[k];
+    for (int64_t i = 0; i < n; i++) {
+        int64_t rest = i;
+        for (int k = r - 1; k >= 0; k--)
+            idx[k] = rest % d[k], rest /= d[k];
+        double want = ref_join(a, da, b, db, r, axis, start, idx);
+        if (get(t, PROG_PREDICT, out, i) != want)
+            fail_msg("%s axis %d [%lld] = %g, want %g", b ? "concat" : "slice", axis,
+                     (long long)i, get(t, PROG_PREDICT, out, i), want);
+    }
+}
+
+/* CONCAT along axis 1, the last axis (given as -1) and axis 0 (with the
+ * batch dim after it), and along axis 2 of rank-4 tensors; SLICE of a
+ * concat along axis 1, of one along axis 0, and along the last axis. Exact,
+ * float32 and float64, batch 5. */
+static void test_lower_concat_and_slice(void **state) {
+    (void)state;
+    enum { R = 5 };
+    for (int es = 4; es <= 8; es += 4) {
+        T t;
+        t_init(&t, "cat");
+        Node *a1 = input(&t, "a1", SH3(B, 2, 3)), *b1 = input(&t, "b1", SH3(B, 4, 3));
+        Node *b2 = input(&t, "b2", SH3(B, 2, 5));
+        Node *a0 = input(&t, "a0", SH2(2, B)), *b0 = input(&t, "b0", SH2(3, B));
+        Node *a4 = input(&t, "a4", SH4(B, 2, 3, 2)), *b4 = input(&t, "b4", SH4(B, 2, 1, 2));
+        Node *c1 = ir_concat(t.g, a1, b1, 1, L0), *c0 = ir_concat(t.g, a0, b0, 0, L0);
+        t_output(&t, "c1", c1);
+        t_output(&t, "c2", ir_concat(t.g, a1, b2, -1, L0));
+        t_output(&t, "c0", c0);
+        t_output(&t, "c4", ir_concat(t.g, a4, b4, 2, L0));
+        t_output(&t, "s1", ir_slice(t.g, c1, 1, 2, 3, L0));
+        t_output(&t, "s0", ir_slice(t.g, c0, 0, 1, 3, L0));
+        t_output(&t, "s2", ir_slice(t.g, b2, 2, 1, 3, L0));
+        t_compile(&t, MAXB, es);
+        double *a1v = fill(&t, a1, MAXB * 6, -1, 1, 270);
+        double *b1v = fill(&t, b1, MAXB * 12, -1, 1, 271);
+        double *b2v = fill(&t, b2, MAXB * 10, -1, 1, 272), *a0v = fill(&t, a0, 2 * R, -1, 1, 273);
+        double *b0v = fill(&t, b0, 3 * R, -1, 1, 274), *a4v = fill(&t, a4, MAXB * 12, -1, 1, 275);
+        double *b4v = fill(&t, b4, MAXB * 4, -1, 1, 276);
+        t_run(&t, PROG_PREDICT, R);
+        /* concat(a1, b1, 1) computed the same way, for the slice of it */
+        double c1v[R * 18], c0v[5 * R];
+        {
+            const int64_t d[3] = {R, 6, 3}, da[3] = {R, 2, 3}, db[3] = {R, 4, 3};
+            check_join(&t, t_out(&t, 0), d, 3, a1v, da, b1v, db, 1, 0);
+            for (int i = 0; i < R * 18; i++)
+                c1v[i] = get(&t, PROG_PREDICT, t_out(&t, 0), i);
+        }
+        {
+            const int64_t d[3] = {R, 2, 8}, da[3] = {R, 2, 3}, db[3] = {R, 2, 5};
+            check_join(&t, t_out(&t, 1), d, 3, a1v, da, b2v, db, 2, 0);
+        }
+        {
+            const int64_t d[2] = {5, R}, da[2] = {2, R}, db[2] = {3, R};
+            check_join(&t, t_out(&t, 2), d, 2, a0v, da, b0v, db, 0, 0);
+            for (int i = 0; i < 5 * R; i++)
+                c0v[i] = get(&t, PROG_PREDICT, t_out(&t, 2), i);
+        }
+        {
+            const int64_t d[4] = {R, 2, 4, 2}, da[4] = {R, 2, 3, 2}, db[4] = {R, 2, 1, 2};
+            check_join(&t, t_out(&t, 3), d, 4, a4v, da, b4v, db, 2, 0);
+        }
+        {
+            const int64_t d[3] = {R, 3, 3}, dx[3] = {R, 6, 3};
+            check_join(&t, t_out(&t, 4), d, 3, c1v, dx, NULL, NULL, 1, 2);
+        }
+        {
+            const int64_t d[2] = {3, R}, dx[2] = {5, R};
+            check_join(&t, t_out(&t, 5), d, 2, c0v, dx, NULL, NULL, 0, 1);
+        }
+        {
+            const int64_t d[3] = {R, 2, 3}, dx[3] = {R, 2, 5};
+            check_join(&t, t_out(&t, 6), d, 3, b2v, dx, NULL, NULL, 2, 1);
+        }
+        free(a1v), free(b1v), free(b2v), free(a0v), free(b0v), free(a4v), free(b4v);
+        t_free(&t);
+    }
+}
+
+/* ---- gather, scatter_add ----------------------------------------------------------- */
+
+/* GATHER from [5, 3] by ids [B] and [B, 3], from [5] by [B, 3], from
+ * [5, 2, 3] by [B, 2] (a rank-4 result); ids -1, 5 and 2^30 give rows of
+ * NaN (and read nothing out of bounds: ASan builds check). Exact, float32
+ * and float64, batch 6. */
+static void test_lower_gather_rows_and_out_of_range_ids(void **state) {
+    (void)state;
+    enum { V = 5, RUN = 6 };
+    static const int32_t ids1[RUN] = {0, 4, -1, 2, 5, 2};
+    static const int32_t ids2[RUN * 3] = {1, 1, 0, 4, 3, 2, 1 << 30, 0, -1,
+                                          2, 2, 2, 3, 4, 5, 0, 0, 1};
+    for (int es = 4; es <= 8; es += 4) {
+        T t;
+        t_init(&t, "gather");
+        Node *tab = param(&t, "tab", SH2(V, 3)), *tab1 = param(&t, "tab1", SH1(V));
+        Node *tab3 = param(&t, "tab3", SH3(V, 2, 3));
+        Node *i1 = int_input(&t, "i1", SH1(B)), *i2 = int_input(&t, "i2", SH2(B, 3));
+        Node *i3 = int_input(&t, "i3", SH2(B, 2));
+        t_output(&t, "g1", ir_gather(t.g, tab, i1, L0));
+        t_output(&t, "g2", ir_gather(t.g, tab, i2, L0));
+        t_output(&t, "g3", ir_gather(t.g, tab1, i2, L0));
+        t_output(&t, "g4", ir_gather(t.g, tab3, i3, L0));
+        t_compile(&t, MAXB, es);
+        double *tv = fill(&t, tab, V * 3, -1, 1, 280), *t1v = fill(&t, tab1, V, -1, 1, 281);
+        double *t3v = fill(&t, tab3, V * 6, -1, 1, 282);
+        for (int i = 0; i < RUN; i++)
+            set_int(&t, i1, i, ids1[i]);
+        for (int i = 0; i < RUN * 3; i++)
+            set_int(&t, i2, i, ids2[i]);
+        for (int i = 0; i < RUN * 2; i++)
+            set_int(&t, i3, i, ids2[i + 3]);
+        t_run(&t, PROG_PREDICT, RUN);
+#define CHECK_ROW(out, at, id, table, len)                                             \
+    for (int j_ = 0; j_ < (len); j_++) {                                                 \
+        double got_ = get(&t, PROG_PREDICT, t_out(&t, out), (at) * (len) + j_);          \
+        bool ok_ = (id) >= 0 && (id) < V;                                                 \
+        if (ok_ ? got_ != (table)[(id) * (len) + j_] : !isnan(got_))                    \
+            fail_msg("gather %d: row %d (id %d) [%d] = %g", out, (int)(at), (int)(id), j_, \
+                     got_);                                                                \
+    }
+        for (int i = 0; i < RUN; i++)
+            CHECK_ROW(0, i, ids1[i], tv, 3);
+        for (int i = 0; i < RUN * 3; i++) {
+            CHECK_ROW(1, i, ids2[i], tv, 3);
+            CHECK_ROW(2, i, ids2[i], t1v, 1);
+        }
+        for (int i = 0; i < RUN * 2; i++)
+            CHECK_ROW(3, i, ids2[i + 3], t3v, 6);
+#undef CHECK_ROW
+        free(tv), free(t1v), free(t3v);
+        t_free(&t);
+    }
+}
+
+/* SCATTER_ADD of x[B, 3] by ids [B] and of x[B, 2, 3] by ids [B, 2] into
+ * [5, 3]: repeated ids accumulate, ids -3, 5 and 99 are skipped, untouched
+ * rows are 0. Against the sums in double (1e-6 in float32), batch 7. */
+static void test_lower_scatter_add_repeats_and_skips(void **state) {
+    (void)state;
+    enum { V = 5, RUN = 7 };
+    static const int32_t ids1[RUN] = {2, 0, 2, -3, 5, 2, 0};
+    static const int32_t ids2[RUN * 2] = {1, 1, 99, 4, 4, 1, 0, -1, 1, 1, 3, 3, 1, 4};
+    for (int es = 4; es <= 8; es += 4) {
+        T t;
+        t_init(&t, "scatter");
+        Node *x1 = input(&t, "x1", SH2(B, 3)), *x2 = input(&t, "x2", SH3(B, 2, 3));
+        Node *i1 = int_input(&t, "i1", SH1(B)), *i2 = int_input(&t, "i2", SH2(B, 2));
+        t_output(&t, "s1", ir_scatter_add(t.g, x1, i1, V, L0));
+        t_output(&t, "s2", ir_scatter_add(t.g, x2, i2, V, L0));
+        t_compile(&t, MAXB, es);
+        double *x1v = fill(&t, x1, MAXB * 3, -1, 1, 290), *x2v = fill(&t, x2, MAXB * 6, -1, 1, 291);
+        for (int i = 0; i < RUN; i++)
+            set_int(&t, i1, i, ids1[i]);
+        for (int i = 0; i < RUN * 2; i++)
+            set_int(&t, i2, i, ids2[i]);
+        t_run(&t, PROG_PREDICT, RUN);
+        double w1[V * 3] = {0}, w2[V * 3] = {0};
+        for (int i = 0; i < RUN; i++)
+            for (int j = 0; j < 3; j++)
+                if (ids1[i] >= 0 && ids1[i] < V)
+                    w1[ids1[i] * 3 + j] += x1v[i * 3 + j];
+        for (int i = 0; i < RUN * 2; i++)
+            for (int j = 0; j < 3; j++)
+                if (ids2[i] >= 0 && ids2[i] < V)
+                    w2[ids2[i] * 3 + j] += x2v[i * 3 + j];
+        for (int i = 0; i < V * 3; i++) {
+            assert_near(get(&t, PROG_PREDICT, t_out(&t, 0), i), w1[i], es == 4 ? 1e-6 : 1e-15);
+            assert_near(get(&t, PROG_PREDICT, t_out(&t, 1), i), w2[i], es == 4 ? 1e-6 : 1e-15);
+        }
+        for (int j = 0; j < 3; j++) /* rows 1, 3, 4 of s1 get nothing */
+            assert_true(get(&t, PROG_PREDICT, t_out(&t, 0), 3 + j) == 0 &&
+                        get(&t, PROG_PREDICT, t_out(&t, 0), 9 + j) == 0 &&
+                        get(&t, PROG_PREDICT, t_out(&t, 0), 12 + j) == 0);
+        free(x1v), free(x2v);
+        t_free(&t);
+    }
+}
+
 /* ---- training: a fused SGD update in place ---------------------------------------- */
 
 /* y = x @ W + b, loss = mean((y - t)^2); one train step with lr = 0.1:
@@ -922,6 +1574,16 @@ int main(void) {
         cmocka_unit_test(test_lower_sum_hot_cases_wide),
         cmocka_unit_test(test_lower_softmax_log_softmax_both_axes),
         cmocka_unit_test(test_lower_xent_onehot_out_of_range_label),
+        cmocka_unit_test(test_lower_new_unary_ops_float32_and_float64),
+        cmocka_unit_test(test_lower_eq_and_bce_logits),
+        cmocka_unit_test(test_lower_dropout_masks_are_bernoulli_and_shared_with_gradient),
+        cmocka_unit_test(test_lower_dropout_mask_follows_the_nodes_own_index),
+        cmocka_unit_test(test_lower_dropout_identity_in_eval_and_predict),
+        cmocka_unit_test(test_lower_amax_every_axis_set_ties_and_nan),
+        cmocka_unit_test(test_lower_matmul_rank3_and_gradient_forms),
+        cmocka_unit_test(test_lower_concat_and_slice),
+        cmocka_unit_test(test_lower_gather_rows_and_out_of_range_ids),
+        cmocka_unit_test(test_lower_scatter_add_repeats_and_skips),
         cmocka_unit_test(test_lower_sgd_step_updates_params_in_place),
         cmocka_unit_test(test_lower_partial_batch_gives_same_rows),
         cmocka_unit_test(test_lower_float64_matches_double_reference),

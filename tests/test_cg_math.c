@@ -1,5 +1,6 @@
-/* test_cg_math.c: codegen/mathfn.c compiled for real: exp, log, tanh and
- * sigmoid in float32 and float64, each as the map loop
+/* test_cg_math.c: codegen/mathfn.c compiled for real: exp, log, tanh,
+ * sigmoid, erf, log1p, the normal CDF Phi, gelu, its derivative and softplus
+ * in float32 and float64, each as the map loop
  *     void f(T *restrict y, const T *restrict x, int64_t n)   y[i] = op(x[i])
  * optimised at O2 for the host and JIT'd, then run on dense sweeps and special
  * values and compared with libm (float: double-precision libm; double: long
@@ -59,6 +60,18 @@ static const KernelDef kernels[] = {
     {"sqrt_f32", emit_sqrt, false, false},
     {"max_half_f64", emit_max_half, true, false},
     {"cube_f32", emit_cube, false, false},
+    {"erf_f32", cg_emit_erf, false, false},
+    {"log1p_f32", cg_emit_log1p, false, false},
+    {"ncdf_f32", cg_emit_normal_cdf, false, false},
+    {"gelu_f32", cg_emit_gelu, false, false},
+    {"dgelu_f32", cg_emit_dgelu, false, false},
+    {"softplus_f32", cg_emit_softplus, false, false},
+    {"erf_f64", cg_emit_erf, true, false},
+    {"log1p_f64", cg_emit_log1p, true, false},
+    {"ncdf_f64", cg_emit_normal_cdf, true, false},
+    {"gelu_f64", cg_emit_gelu, true, false},
+    {"dgelu_f64", cg_emit_dgelu, true, false},
+    {"softplus_f64", cg_emit_softplus, true, false},
 };
 enum { NKERNELS = sizeof kernels / sizeof kernels[0] };
 
@@ -497,6 +510,219 @@ static void test_cg_math_f64_special_values(void **state) {
     assert_true(isnan(run1_f64("sigmoid_f64", NAN)));
 }
 
+/* ---- erf, Phi, gelu, log1p, softplus ------------------------------------------- */
+
+/* References in long double (float results are compared with them rounded
+ * to double, which is exact enough for a float's ulp). */
+static long double ncdfl(long double x) { return 0.5L * erfcl(-x / sqrtl(2.0L)); }
+static long double phil(long double x) { return expl(-0.5L * x * x) / sqrtl(2.0L * M_PIl); }
+static long double gelul(long double x) { return x * ncdfl(x); }
+static long double dgelul(long double x) { return ncdfl(x) + x * phil(x); }
+static long double softplusl(long double x) {
+    return (x > 0 ? x : 0) + log1pl(expl(-fabsl(x)));
+}
+static double ref_erf(double x) { return (double)erfl(x); }
+static double ref_log1p(double x) { return (double)log1pl(x); }
+static double ref_ncdf(double x) { return (double)ncdfl(x); }
+static double ref_gelu(double x) { return (double)gelul(x); }
+static double ref_dgelu(double x) { return (double)dgelul(x); }
+static double ref_softplus(double x) { return (double)softplusl(x); }
+
+static void test_cg_math_erf_f32_within_2_ulp(void **state) {
+    (void)state;
+    float *x = malloc(sizeof(float) * NSWEEP);
+    Stats s = {0}, t = {0};
+    /* Densely across both branches (the switch at |x| = 0.921875) to where
+     * erf rounds to ±1, and beyond. */
+    linspace_f32(x, NSWEEP, -4.5, 4.5);
+    sweep_f32(&s, "erf_f32", ref_erf, x, NSWEEP);
+    linspace_f32(x, NSWEEP, 0.8, 1.2);
+    sweep_f32(&s, "erf_f32", ref_erf, x, NSWEEP);
+    linspace_f32(x, NSWEEP, -1.2, -0.8);
+    sweep_f32(&s, "erf_f32", ref_erf, x, NSWEEP);
+    /* Small |x| down to the subnormals: relative accuracy. */
+    logspace_f32(x, NSWEEP, -140, 2, 1.0);
+    sweep_f32(&t, "erf_f32", ref_erf, x, NSWEEP);
+    logspace_f32(x, NSWEEP, -140, 2, -1.0);
+    sweep_f32(&t, "erf_f32", ref_erf, x, NSWEEP);
+    stats_print("erf f32 [-4.5, 4.5]", &s);
+    stats_print("erf f32 ±2^[-140, 2]", &t);
+    /* measured: 1.15 ulp */
+    assert_true(s.ulp <= 2.0 && t.ulp <= 2.0);
+    free(x);
+}
+
+static void test_cg_math_erf_f32_special_values(void **state) {
+    (void)state;
+    assert_true(run1_f32("erf_f32", 0.0f) == 0.0f);
+    assert_true(signbit(run1_f32("erf_f32", -0.0f)));
+    assert_true(run1_f32("erf_f32", INFINITY) == 1.0f);
+    assert_true(run1_f32("erf_f32", -INFINITY) == -1.0f);
+    assert_true(run1_f32("erf_f32", 4.0f) == 1.0f);
+    assert_true(run1_f32("erf_f32", 5.0f) == 1.0f);
+    assert_true(run1_f32("erf_f32", -FLT_MAX) == -1.0f);
+    assert_true(isnan(run1_f32("erf_f32", NAN)));
+    float tiny = run1_f32("erf_f32", 1e-30f);
+    assert_true(fabs(tiny - erf(1e-30f)) <= ulp_at(erf(1e-30f), 24, -125));
+    /* |erf| never exceeds 1, and is odd. */
+    for (float v = 0.0f; v < 6.0f; v += 0.0007f) {
+        float p = run1_f32("erf_f32", v), m = run1_f32("erf_f32", -v);
+        assert_true(p <= 1.0f && p == -m);
+    }
+}
+
+static void test_cg_math_log1p_f32_within_2_ulp(void **state) {
+    (void)state;
+    float *x = malloc(sizeof(float) * NSWEEP);
+    Stats s = {0};
+    logspace_f32(x, NSWEEP, -140, 100, 1.0);
+    sweep_f32(&s, "log1p_f32", ref_log1p, x, NSWEEP);
+    logspace_f32(x, NSWEEP, -140, -1e-7, -1.0); /* (-1, 0) */
+    sweep_f32(&s, "log1p_f32", ref_log1p, x, NSWEEP);
+    linspace_f32(x, NSWEEP, -0.99999, 1.0);
+    sweep_f32(&s, "log1p_f32", ref_log1p, x, NSWEEP);
+    stats_print("log1p f32 (-1, 2^100]", &s);
+    assert_true(s.ulp <= 2.0); /* measured 1.44 */
+    free(x);
+}
+
+static void test_cg_math_log1p_f32_special_values(void **state) {
+    (void)state;
+    assert_true(run1_f32("log1p_f32", 0.0f) == 0.0f);
+    assert_true(run1_f32("log1p_f32", 1e-30f) == 1e-30f);
+    assert_true(run1_f32("log1p_f32", -1e-30f) == -1e-30f);
+    assert_true(run1_f32("log1p_f32", -1.0f) == -INFINITY);
+    assert_true(isnan(run1_f32("log1p_f32", -1.5f)));
+    assert_true(isnan(run1_f32("log1p_f32", -INFINITY)));
+    assert_true(isnan(run1_f32("log1p_f32", NAN)));
+    assert_true(run1_f32("log1p_f32", INFINITY) == INFINITY);
+    float l = run1_f32("log1p_f32", FLT_MAX);
+    assert_true(fabs(l - log(FLT_MAX)) <= ulp_at(log(FLT_MAX), 24, -125));
+}
+
+/* Phi, gelu and gelu' in float32. Phi's relative error grows in the lower
+ * tail, where the roundings of x/√2 and of Q (up to 18) in erfc(|t|) =
+ * exp(−Q) are amplified by |x|: a few ulps above x = −1.3 (the erf branch,
+ * where 1 + erf(t) cancels up to two bits for t near −0.92),
+ * relative 3e-6 down to −3, 1e-5 down to −5.6 (where Phi becomes 0; for
+ * comparison, 1 + erff(x/√2) in float loses 8 bits at x = −3 already).
+ * gelu is checked in ulps where Phi is, and absolutely everywhere. */
+static void test_cg_math_ncdf_gelu_f32_accuracy(void **state) {
+    (void)state;
+    float *x = malloc(sizeof(float) * NSWEEP);
+    Stats p = {0}, pmid = {0}, ptail = {0}, g = {0}, gabs = {0}, d = {0};
+    linspace_f32(x, NSWEEP, -1.3, 10);
+    sweep_f32(&p, "ncdf_f32", ref_ncdf, x, NSWEEP);
+    sweep_f32(&g, "gelu_f32", ref_gelu, x, NSWEEP);
+    logspace_f32(x, NSWEEP, -140, 0.37, -1.0);
+    sweep_f32(&p, "ncdf_f32", ref_ncdf, x, NSWEEP);
+    sweep_f32(&g, "gelu_f32", ref_gelu, x, NSWEEP);
+    logspace_f32(x, NSWEEP, -140, 3.3, 1.0);
+    sweep_f32(&g, "gelu_f32", ref_gelu, x, NSWEEP);
+    linspace_f32(x, NSWEEP, -3, -1.3);
+    sweep_f32(&pmid, "ncdf_f32", ref_ncdf, x, NSWEEP);
+    linspace_f32(x, NSWEEP, -5.6, -3);
+    sweep_f32(&ptail, "ncdf_f32", ref_ncdf, x, NSWEEP);
+    linspace_f32(x, NSWEEP, -20, 20);
+    sweep_f32(&gabs, "gelu_f32", ref_gelu, x, NSWEEP);
+    sweep_f32(&d, "dgelu_f32", ref_dgelu, x, NSWEEP);
+    stats_print("Phi f32 [-1.3, 10]", &p);
+    stats_print("Phi f32 [-3, -1.3]", &pmid);
+    stats_print("Phi f32 [-5.6, -3]", &ptail);
+    stats_print("gelu f32 [-1.3, 10] and ±small", &g);
+    stats_print("gelu f32 [-20, 20]", &gabs);
+    stats_print("dgelu f32 [-20, 20]", &d);
+    /* measured: Phi 5.1 ulp, rel 1.4e-6, rel 4.3e-6; gelu 3.2 ulp, abs 3.8e-7;
+     * dgelu abs 1.1e-7 */
+    assert_true(p.ulp <= 8.0);
+    assert_true(pmid.rel <= 3e-6);
+    assert_true(ptail.rel <= 1e-5);
+    assert_true(g.ulp <= 4.0);
+    assert_true(gabs.abs <= 1e-6);
+    assert_true(d.abs <= 3e-7);
+    free(x);
+}
+
+static void test_cg_math_gelu_softplus_f32_special_values(void **state) {
+    (void)state;
+    assert_true(run1_f32("ncdf_f32", 0.0f) == 0.5f);
+    assert_true(run1_f32("ncdf_f32", 10.0f) == 1.0f);
+    assert_true(run1_f32("ncdf_f32", -10.0f) == 0.0f);
+    assert_true(run1_f32("ncdf_f32", INFINITY) == 1.0f);
+    assert_true(run1_f32("ncdf_f32", -INFINITY) == 0.0f);
+    assert_true(isnan(run1_f32("ncdf_f32", NAN)));
+    assert_true(run1_f32("gelu_f32", 0.0f) == 0.0f);
+    assert_true(run1_f32("gelu_f32", 10.0f) == 10.0f);
+    assert_true(run1_f32("gelu_f32", 1e6f) == 1e6f);
+    assert_true(run1_f32("gelu_f32", -10.0f) == 0.0f);
+    assert_true(run1_f32("gelu_f32", INFINITY) == INFINITY);
+    assert_true(isnan(run1_f32("gelu_f32", NAN)));
+    assert_true(run1_f32("dgelu_f32", 0.0f) == 0.5f);
+    assert_true(run1_f32("dgelu_f32", 20.0f) == 1.0f);
+    assert_true(run1_f32("dgelu_f32", -20.0f) == 0.0f);
+    /* softplus: x itself for large x, 0 far below, never inf or NaN. */
+    assert_true(run1_f32("softplus_f32", 1000.0f) == 1000.0f);
+    assert_true(run1_f32("softplus_f32", 20.0f) == 20.0f);
+    assert_true(run1_f32("softplus_f32", -1000.0f) == 0.0f);
+    assert_true(run1_f32("softplus_f32", FLT_MAX) == FLT_MAX);
+    assert_true(run1_f32("softplus_f32", INFINITY) == INFINITY);
+    assert_true(run1_f32("softplus_f32", -INFINITY) == 0.0f);
+    assert_true(isnan(run1_f32("softplus_f32", NAN)));
+    assert_true(fabs(run1_f32("softplus_f32", 0.0f) - M_LN2) <= ulp_at(M_LN2, 24, -125));
+}
+
+static void test_cg_math_softplus_f32_within_2_ulp(void **state) {
+    (void)state;
+    float *x = malloc(sizeof(float) * NSWEEP);
+    Stats s = {0};
+    /* Wherever the result is a normal float: e^x > FLT_MIN. */
+    linspace_f32(x, NSWEEP, -87.3, 100);
+    sweep_f32(&s, "softplus_f32", ref_softplus, x, NSWEEP);
+    linspace_f32(x, NSWEEP, -2, 2);
+    sweep_f32(&s, "softplus_f32", ref_softplus, x, NSWEEP);
+    stats_print("softplus f32 [-87.3, 100]", &s);
+    assert_true(s.ulp <= 2.5); /* measured 1.82 */
+    free(x);
+}
+
+static void test_cg_math_f64_erf_gelu_log1p_softplus(void **state) {
+    (void)state;
+    double *x = malloc(sizeof(double) * NSWEEP);
+    Stats e = {0}, l = {0}, p = {0}, g = {0}, d = {0}, s = {0};
+    linspace_f64(x, NSWEEP, -6, 6);
+    sweep_f64(&e, "erf_f64", erfl, x, NSWEEP);
+    logspace_f64(x, NSWEEP, -1074, 2, -1.0);
+    sweep_f64(&e, "erf_f64", erfl, x, NSWEEP);
+    logspace_f64(x, NSWEEP, -1074, 1000, 1.0);
+    sweep_f64(&l, "log1p_f64", log1pl, x, NSWEEP);
+    linspace_f64(x, NSWEEP, -0.999999, 1);
+    sweep_f64(&l, "log1p_f64", log1pl, x, NSWEEP);
+    linspace_f64(x, NSWEEP, -8, 8);
+    sweep_f64(&p, "ncdf_f64", ncdfl, x, NSWEEP);
+    sweep_f64(&g, "gelu_f64", gelul, x, NSWEEP);
+    sweep_f64(&d, "dgelu_f64", dgelul, x, NSWEEP);
+    linspace_f64(x, NSWEEP, -700, 700);
+    sweep_f64(&s, "softplus_f64", softplusl, x, NSWEEP);
+    stats_print("erf f64 [-6, 6] and small", &e);
+    stats_print("log1p f64 (-1, 2^1000]", &l);
+    stats_print("Phi f64 [-8, 8]", &p);
+    stats_print("gelu f64 [-8, 8]", &g);
+    stats_print("dgelu f64 [-8, 8]", &d);
+    stats_print("softplus f64 [-700, 700]", &s);
+    /* erf in ulps: its subnormal results have few significant bits */
+    assert_true(e.ulp <= 1.5 && l.rel <= 1e-15 && s.rel <= 1e-15);
+    /* x/√2 rounds: Phi's relative error grows like x² 2^-53 in the lower
+     * tail (measured 9.7e-15 at x = -8) */
+    assert_true(p.rel <= 2e-14 && g.rel <= 2e-14);
+    assert_true(d.abs <= 1e-15);
+    assert_true(run1_f64("softplus_f64", 1000.0) == 1000.0);
+    assert_true(run1_f64("softplus_f64", -1000.0) == 0.0);
+    assert_true(run1_f64("log1p_f64", -1.0) == -INFINITY);
+    assert_true(run1_f64("gelu_f64", 0.0) == 0.0);
+    assert_true(isnan(run1_f64("erf_f64", NAN)));
+    free(x);
+}
+
 /* ---- intrinsics ------------------------------------------------------------------ */
 
 static void test_cg_math_intrinsics_overload_on_the_argument_types(void **state) {
@@ -576,8 +802,10 @@ static void test_cg_math_f32_loops_vectorise_without_libm_calls(void **state) {
     static const struct {
         const char *name;
         int min_fma; /* FMAs in one evaluation of the polynomial(s) */
-    } fns[] = {{"exp_f32", 8}, {"log_f32", 11}, {"tanh_f32", 11}, {"sigmoid_f32", 8},
-               {"sigmoid_f32_zmm", 8}};
+    } fns[] = {{"exp_f32", 8},   {"log_f32", 11},         {"tanh_f32", 11},
+               {"sigmoid_f32", 8}, {"sigmoid_f32_zmm", 8}, {"erf_f32", 19},
+               {"log1p_f32", 11},  {"ncdf_f32", 19},       {"gelu_f32", 19},
+               {"dgelu_f32", 27},  {"softplus_f32", 19}};
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
         char *body = function_asm(fns[i].name);
         int nzmm, n = count_packed_fma(body, &nzmm);
@@ -608,6 +836,14 @@ int main(void) {
         cmocka_unit_test(test_cg_math_sigmoid_f32_special_values),
         cmocka_unit_test(test_cg_math_f64_functions_within_1e_15_relative),
         cmocka_unit_test(test_cg_math_f64_special_values),
+        cmocka_unit_test(test_cg_math_erf_f32_within_2_ulp),
+        cmocka_unit_test(test_cg_math_erf_f32_special_values),
+        cmocka_unit_test(test_cg_math_log1p_f32_within_2_ulp),
+        cmocka_unit_test(test_cg_math_log1p_f32_special_values),
+        cmocka_unit_test(test_cg_math_ncdf_gelu_f32_accuracy),
+        cmocka_unit_test(test_cg_math_gelu_softplus_f32_special_values),
+        cmocka_unit_test(test_cg_math_softplus_f32_within_2_ulp),
+        cmocka_unit_test(test_cg_math_f64_erf_gelu_log1p_softplus),
         cmocka_unit_test(test_cg_math_intrinsics_overload_on_the_argument_types),
         cmocka_unit_test(test_cg_math_f32_loops_vectorise_without_libm_calls),
     };

@@ -7,6 +7,8 @@
  * R a parameter of random weights (a plain sum would hide errors in softmax
  * and friends), or says why the op is not differentiated (leaves, sinks).
  * Parameter values stay away from kinks (relu and step at 0, max at ties).
+ * The finite differences use the grad program's own loss, so that dropout
+ * keeps one mask (the runtime changes the key only between train steps).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -93,6 +95,79 @@ BINARY_CASE(sub, OP_SUB, -2, 2)
 BINARY_CASE(mul, OP_MUL, -2, 2)
 BINARY_CASE(div, OP_DIV, 0.5, 2)
 BINARY_CASE(maximum, OP_MAX, -2, 2)
+UNARY_CASE(abs, OP_ABS, -2, 2, 0.05)
+UNARY_CASE(gelu, OP_GELU, -3, 3, 0)
+UNARY_CASE(dgelu, OP_DGELU, -3, 3, 0)
+UNARY_CASE(softplus, OP_SOFTPLUS, -4, 4, 0)
+
+/* sign has derivative 0: y = sign(a) * a^2 has derivative 2 |a|. */
+static void case_sign(Case *c) {
+    Node *a = par(c, "a", 2, 2, 3, -2, 2, 0.05);
+    finish(c, ir_binary(c->g, OP_MUL, ir_unary(c->g, OP_SIGN, a, L0), ir_powc(c->g, a, 2, L0), L0));
+}
+
+static void case_leaky_relu(Case *c) {
+    finish(c, ir_leaky_relu(c->g, par(c, "a", 2, 2, 3, -2, 2, 0.05), 0.1, L0));
+}
+
+/* eq is a comparison: y = eq(a, a) * a has derivative 1. */
+static void case_eq(Case *c) {
+    Node *a = par(c, "a", 2, 2, 3, -2, 2, 0.05);
+    finish(c, ir_binary(c->g, OP_MUL, ir_binary(c->g, OP_EQ, a, a, L0), a, L0));
+}
+
+/* bce_logits with soft targets, both sources differentiated. */
+static void case_bce_logits(Case *c) {
+    Node *z = par(c, "a", 2, 2, 3, -3, 3, 0);
+    Node *y = ir_unary(c->g, OP_SIGMOID, par(c, "b", 2, 2, 3, -2, 2, 0), L0);
+    finish(c, ir_binary(c->g, OP_BCE_LOGITS, z, y, L0));
+}
+
+/* One fixed mask (the key does not change between runs here). */
+static void case_dropout(Case *c) {
+    Node *a = par(c, "a", 2, 4, 6, -2, 2, 0);
+    finish(c, ir_dropout(c->g, ir_unary(c->g, OP_TANH, a, L0), 0.5, -1, L0));
+}
+
+/* Distinct random values: no ties. Over axis 1 kept, and over everything. */
+static void case_amax(Case *c) {
+    Node *a = par(c, "a", 2, 2, 3, -2, 2, 0);
+    Node *m1 = ir_reduce(c->g, OP_AMAX, a, 2u, true, L0);   /* [2, 1] */
+    Node *m0 = ir_reduce(c->g, OP_AMAX, a, 1u, false, L0);  /* [3] */
+    Node *all = ir_reduce(c->g, OP_AMAX, ir_unary(c->g, OP_EXP, a, L0), 0, false, L0);
+    finish(c, ir_binary(c->g, OP_ADD, ir_binary(c->g, OP_MUL, m1, m0, L0), all, L0));
+}
+
+/* Along a fixed axis of batch rows, and along axis 0 of matrices. */
+static void case_concat(Case *c) {
+    Node *x = batch_x(c);
+    Node *u = ir_matmul(c->g, x, par(c, "a", 2, 3, 2, -2, 2, 0), false, false, L0); /* [B, 2] */
+    Node *v = ir_matmul(c->g, x, par(c, "b", 2, 3, 3, -2, 2, 0), false, false, L0); /* [B, 3] */
+    Node *uv = ir_concat(c->g, u, v, -1, L0);                                      /* [B, 5] */
+    Node *w = ir_concat(c->g, par(c, "c", 2, 1, 5, -2, 2, 0), par(c, "d", 2, 2, 5, -2, 2, 0), 0, L0);
+    Node *wr = ir_reduce(c->g, OP_SUM, w, 1u, false, L0);                          /* [5] */
+    finish(c, ir_binary(c->g, OP_MUL, ir_unary(c->g, OP_TANH, uv, L0), wr, L0));
+}
+
+static void case_slice(Case *c) {
+    Node *a = par(c, "a", 2, 2, 5, -2, 2, 0);
+    Node *mid = ir_slice(c->g, a, 1, 1, 3, L0), *end = ir_slice(c->g, a, 1, 3, 2, L0);
+    Node *first = ir_slice(c->g, a, 0, 0, 1, L0);                                  /* [1, 5] */
+    Node *y = ir_binary(c->g, OP_MUL, mid, ir_reduce(c->g, OP_SUM, end, 2u, true, L0), L0);
+    finish(c, ir_binary(c->g, OP_ADD, y, ir_reduce(c->g, OP_SUM, first, 2u, false, L0), L0));
+}
+
+/* Rows 2 and 0 of a [4, 3] table, twice: both uses add into the gradient. */
+static void case_gather(Case *c) {
+    Node *t = par(c, "a", 2, 4, 3, -2, 2, 0), *ids = batch_labels(c);
+    Node *e = ir_gather(c->g, t, ids, L0);                                         /* [B, 3] */
+    finish(c, ir_binary(c->g, OP_MUL, ir_unary(c->g, OP_TANH, e, L0), ir_gather(c->g, t, ids, L0), L0));
+}
+
+static void case_scatter_add(Case *c) {
+    Node *src = ir_binary(c->g, OP_MUL, batch_x(c), par(c, "a", 1, 3, 0, -2, 2, 0), L0); /* [B, 3] */
+    finish(c, ir_unary(c->g, OP_TANH, ir_scatter_add(c->g, src, batch_labels(c), 4, L0), L0));
+}
 
 /* step has derivative 0: y = step(a) * a has derivative step(a). */
 static void case_step(Case *c) {
@@ -155,6 +230,11 @@ static void case_matmul(Case *c) {
     y = ir_binary(c->g, OP_ADD, y, ir_matmul(c->g, at, b, true, false, L0), L0);
     y = ir_binary(c->g, OP_ADD, y, ir_matmul(c->g, a, bt, false, true, L0), L0);
     y = ir_binary(c->g, OP_ADD, y, ir_matmul(c->g, at, bt, true, true, L0), L0);
+    /* A stack of rows: [2, 2, 3] @ [3, 4] -> [2, 2, 4], summed over axis 0. */
+    Shape s3 = {.rank = 3, .d = {2, 2, 3}};
+    Node *a3 = ir_reshape(c->g, par(c, "a3", 2, 4, 3, -2, 2, 0), &s3, L0);
+    Node *y3 = ir_matmul(c->g, ir_unary(c->g, OP_TANH, a3, L0), b, false, false, L0);
+    y = ir_binary(c->g, OP_ADD, y, ir_reduce(c->g, OP_SUM, y3, 1u, false, L0), L0);
     Node *xc = ir_matmul(c->g, batch_x(c), par(c, "c", 2, 3, 2, -2, 2, 0), false, false, L0); /* [B, 2] */
     finish(c, ir_matmul(c->g, xc, y, false, false, L0));                          /* [B, 4] */
 }
@@ -235,7 +315,7 @@ static double check_op(Op op) {
     }
 
     run(&cc, &cc.rm->grad, batch);
-    /* The eval runs below reuse the temporaries that hold the gradients. */
+    /* The runs below reuse the temporaries that hold the gradients. */
     double *grads[16] = {0};
     assert_true(cc.rm->nparams <= 16);
     for (int p = 0; p < cc.rm->nparams; p++) {
@@ -251,11 +331,11 @@ static double check_op(Op op) {
         for (int64_t i = 0; i < rt_numel(t, batch); i++) {
             double analytic = grads[p][i], v = get_elem(&cc, t, i);
             set_elem(&cc, t, i, v + eps);
-            run(&cc, &cc.rm->eval, batch);
-            double lp = get_elem(&cc, &cc.rm->eval.roots[0], 0);
+            run(&cc, &cc.rm->grad, batch);
+            double lp = get_elem(&cc, &cc.rm->grad.roots[0], 0);
             set_elem(&cc, t, i, v - eps);
-            run(&cc, &cc.rm->eval, batch);
-            double lm = get_elem(&cc, &cc.rm->eval.roots[0], 0);
+            run(&cc, &cc.rm->grad, batch);
+            double lm = get_elem(&cc, &cc.rm->grad.roots[0], 0);
             set_elem(&cc, t, i, v);
             double fd = (lp - lm) / (2 * eps);
             double err_abs = fabs(analytic - fd);
