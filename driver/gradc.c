@@ -2,9 +2,11 @@
  *
  * Owns argument parsing, reading the model file, running the pipeline (front
  * end, autodiff, optimizer, passes, plan, code generation) and handing the
- * compiled model to the runtime. Decides exit statuses: 0 success, 1 a user
- * error (the model, the data, a file), 2 bad usage. Every other layer
- * reports errors and returns; only this file prints them and exits.
+ * compiled model to the runtime: training, prediction over a file, text
+ * generation. Maps the train block's data source (csv, idx, npy, text) onto
+ * the runtime's loaders. Decides exit statuses: 0 success, 1 a user error
+ * (the model, the data, a file), 2 bad usage. Every other layer reports
+ * errors and returns; only this file prints them and exits.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +32,7 @@ static const char usage_main[] =
     "\n"
     "commands:\n"
     "  train M.nn    compile the model with the JIT and train it\n"
+    "  predict M.nn  run a trained model on new data, or generate text\n"
     "  grad M.nn     print the forward graph, the gradient graph and the update\n"
     "\n"
     "gradc <command> --help describes a command's options.\n"
@@ -39,7 +43,9 @@ static const char usage_train[] =
     "\n"
     "Compiles the model (parse, autodiff, fuse, LLVM JIT) and trains it on the\n"
     "data of its train { } block. Options override that block:\n"
-    "  --data F        read this CSV file instead (same columns)\n"
+    "  --data F        read this file instead of the data source's (first) file:\n"
+    "                  csv: same columns; text: same context; npy: only when it\n"
+    "                  names one file; idx: the images (the labels stay)\n"
     "  --epochs N      passes over the training data\n"
     "  --steps N       stop after N optimizer steps\n"
     "  --batch N       mini-batch size\n"
@@ -53,6 +59,38 @@ static const char usage_train[] =
     "  --threads N     OpenBLAS threads (default: OpenBLAS's choice)\n"
     "  -q, --quiet     no progress output\n"
     "  -h, --help      this text\n";
+
+static const char usage_predict[] =
+    "usage: gradc predict M.nn [--weights W] [options]\n"
+    "\n"
+    "Compiles the model's predict program (its outputs), loads trained weights\n"
+    "and runs it. Only the inputs the outputs depend on are read, so a CSV\n"
+    "without the label column will do.\n"
+    "  --weights W     the trained weights (safetensors); required unless every\n"
+    "                  parameter's value is written in the model (param W = [...])\n"
+    "  --input F       the rows to predict; the format comes from the name:\n"
+    "                  .csv (the train block's csv column selection), .npy\n"
+    "                  (repeat --input NAME=F.npy for several inputs), or MNIST\n"
+    "                  IDX images (*-ubyte, *-ubyte.gz, or a name with 'idx').\n"
+    "                  Default: the train block's data file(s)\n"
+    "  --output F      write the CSV here (atomically) instead of to stdout\n"
+    "  --batch N       rows per run of the predict program (default 256)\n"
+    "  --threads N     OpenBLAS threads\n"
+    "  -q, --quiet     no summary line\n"
+    "  -h, --help      this text\n"
+    "\n"
+    "Output: a header naming each output's columns (probs[0],probs[1],...; an\n"
+    "output with one value per row is just its name), then one line per row.\n"
+    "\n"
+    "Models trained on text(...) data generate text instead, one character at\n"
+    "a time, with the vocabulary stored in the weights:\n"
+    "  --prompt S      the text to continue (required; every character must be\n"
+    "                  in the vocabulary); shorter than the context, it is\n"
+    "                  left-padded with its own first character\n"
+    "  --length N      characters to generate (default 200)\n"
+    "  --temperature T sample from p^(1/T); 0 picks the most likely (default 1)\n"
+    "  --seed N        seed for the sampling (default 0)\n"
+    "The prompt and the generated text go to stdout (or --output).\n";
 
 static const char usage_grad[] =
     "usage: gradc grad M.nn [options]\n"
@@ -272,10 +310,14 @@ static bool choose_optimizer(const Model *m, const TrainOpts *o, Diags *d, Optim
     return true;
 }
 
-/* The train block's CSV description as the runtime's. */
-static RtCsvSpec csv_spec(Arena *a, const DataSpec *ds, const char *path_override) {
+/* ---- data sources ----------------------------------------------------------- */
+
+/* The train block's CSV description as the runtime's. need: the inputs to
+ * load (NULL: all). */
+static RtCsvSpec csv_spec(Arena *a, const DataSpec *ds, const char *path_override,
+                          const bool *need) {
     RtCsvSpec s = {.path = path_override ? path_override : ds->path, .header = ds->header,
-                   .ninputs = ds->ninputs};
+                   .ninputs = ds->ninputs, .need = need};
     RtCsvInput *ins = arena_alloc(a, sizeof(RtCsvInput) * (size_t)(ds->ninputs + 1));
     for (int i = 0; i < ds->ninputs; i++) {
         const DataColumns *dc = &ds->inputs[i];
@@ -288,6 +330,75 @@ static RtCsvSpec csv_spec(Arena *a, const DataSpec *ds, const char *path_overrid
     }
     s.inputs = ins;
     return s;
+}
+
+/* File k of a data source (DataSpec.path for a front end that sets only it). */
+static const char *data_path(const DataSpec *ds, int k) {
+    if (k < ds->nfiles && ds->files)
+        return ds->files[k].path;
+    return k == 0 ? ds->path : NULL;
+}
+
+static const char *data_kind_name(DataKind k) {
+    switch (k) {
+    case DATA_NONE: return "no";
+    case DATA_CSV: return "csv";
+    case DATA_IDX: return "idx";
+    case DATA_NPY: return "npy";
+    case DATA_TEXT: return "text";
+    }
+    return "?";
+}
+
+/* Load the train block's data source ds for rm. override replaces its
+ * (first) file. need NULL: every input, labels included (training); else
+ * only those inputs (prediction: idx reads no labels). Text: vocab_in NULL
+ * builds the vocabulary from the file; the one used goes to vocab_out. */
+static RtStatus load_data(Arena *a, const DataSpec *ds, const RtModel *rm, const char *override,
+                          const bool *need, const RtVocab *vocab_in, RtVocab *vocab_out,
+                          RtDataset *d, RtError *err) {
+    const char *first = override ? override : data_path(ds, 0);
+    switch (ds->kind) {
+    case DATA_NONE:
+        return rt_fail(err, "the train block names no data");
+    case DATA_CSV: {
+        RtCsvSpec spec = csv_spec(a, ds, override, need);
+        return rt_load_csv(d, rm, &spec, err);
+    }
+    case DATA_IDX:
+        return rt_load_idx(d, rm, first, need ? NULL : data_path(ds, 1), ds->scale, err);
+    case DATA_NPY: {
+        if (override && ds->nfiles > 1)
+            return rt_fail(err, "--data replaces one file, but the train block's npy(...) names "
+                                "%d; write the files into the model instead",
+                           ds->nfiles);
+        RtNpyFile *files = arena_alloc(a, sizeof *files * (size_t)(ds->nfiles + 1));
+        for (int i = 0; i < ds->nfiles; i++)
+            files[i] = (RtNpyFile){ds->files[i].input, i == 0 ? first : ds->files[i].path};
+        return rt_load_npy_inputs(d, rm, need, ds->nfiles, files, err);
+    }
+    case DATA_TEXT:
+        return rt_load_text(d, rm, first, ds->context, vocab_in, vocab_out, err);
+    }
+    return rt_fail(err, "unknown data source");
+}
+
+/* The vocabulary stored with text-model weights; *found false when the file
+ * has none. */
+static RtStatus weights_vocab(const char *path, RtVocab *v, bool *found, RtError *err) {
+    char *s = NULL;
+    *found = false;
+    if (rt_read_weights_meta(path, "vocab", &s, err) != RT_OK)
+        return RT_FAIL;
+    if (!s)
+        return RT_OK;
+    RtError why;
+    RtStatus st = rt_vocab_from_string(v, s, &why);
+    free(s);
+    if (st != RT_OK)
+        return rt_fail(err, "%s: the vocabulary in the metadata is corrupt: %s", path, why.msg);
+    *found = true;
+    return RT_OK;
 }
 
 static int cmd_train(int argc, char **argv) {
@@ -319,8 +430,8 @@ static int cmd_train(int argc, char **argv) {
         goto out;
     }
     if (m->train.data.kind == DATA_NONE) {
-        fprintf(stderr, "%s: error: the train block has no 'data = csv(...)', so gradc does not know "
-                        "what to train on\n", o.model);
+        fprintf(stderr, "%s: error: the train block has no 'data = ...' (csv, idx, npy or text), "
+                        "so gradc does not know what to train on\n", o.model);
         goto out;
     }
     if (!o.data && !fe_check_data(m, &d)) {
@@ -352,8 +463,14 @@ static int cmd_train(int argc, char **argv) {
     } else {
         rt_init_params(&s);
     }
-    RtCsvSpec spec = csv_spec(a, &m->train.data, o.data);
-    if (rt_load_csv(&data, rm, &spec, &err) != RT_OK)
+    const DataSpec *ds = &m->train.data;
+    RtVocab vocab, given;
+    bool have_vocab = false;
+    if (ds->kind == DATA_TEXT && o.weights &&
+        weights_vocab(o.weights, &given, &have_vocab, &err) != RT_OK)
+        goto rt_error;
+    if (load_data(a, ds, rm, o.data, NULL, have_vocab ? &given : NULL, &vocab, &data, &err) !=
+        RT_OK)
         goto rt_error;
     if (!o.quiet) {
         int64_t nvalues = 0;
@@ -378,10 +495,326 @@ static int cmd_train(int argc, char **argv) {
     if (rt_train(&s, &data, &tc, &last, &err) != RT_OK)
         goto rt_error;
     const char *save = o.save ? o.save : arena_printf(a, "%s.safetensors", g->name);
-    if (rt_save_weights(&s, save, &err) != RT_OK)
+    if (ds->kind == DATA_TEXT) {
+        /* The vocabulary and context go with the weights for gradc predict. */
+        char vbuf[RT_VOCAB_STR_MAX], cbuf[32];
+        snprintf(cbuf, sizeof cbuf, "%lld", (long long)ds->context);
+        const char *keys[] = {"vocab", "context"};
+        const char *values[] = {rt_vocab_to_string(&vocab, vbuf), cbuf};
+        if (rt_save_weights_meta(&s, save, 2, keys, values, &err) != RT_OK)
+            goto rt_error;
+    } else if (rt_save_weights(&s, save, &err) != RT_OK) {
         goto rt_error;
+    }
     if (!o.quiet)
         printf("gradc: saved weights to %s\n", save);
+    rc = 0;
+    goto out;
+rt_error:
+    fprintf(stderr, "gradc: error: %s\n", err.msg);
+out:
+    rt_dataset_free(&data);
+    if (s.arena)
+        rt_session_free(&s);
+    cg_free(cg);
+    arena_free(a);
+    return rc;
+}
+
+/* ---- gradc predict ------------------------------------------------------------ */
+
+enum { MAX_INPUTS = 16 };
+
+typedef struct PredictOpts {
+    const char *model, *weights, *output, *prompt;
+    const char *inputs[MAX_INPUTS]; /* --input, in order; "NAME=F.npy" allowed */
+    int ninputs;
+    int64_t length, batch, seed, threads;
+    double temperature;
+    bool quiet;
+} PredictOpts;
+
+static int parse_predict_opts(int argc, char **argv, PredictOpts *o) {
+    *o = (PredictOpts){.length = 200, .batch = 256, .temperature = 1.0};
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_predict, stdout);
+            exit(0);
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            o->quiet = true;
+        } else if ((v = opt_value(argc, argv, &i, "--weights"))) {
+            o->weights = v;
+        } else if ((v = opt_value(argc, argv, &i, "--input"))) {
+            if (o->ninputs == MAX_INPUTS)
+                return usage_error("predict", "at most %d --input files", MAX_INPUTS);
+            o->inputs[o->ninputs++] = v;
+        } else if ((v = opt_value(argc, argv, &i, "--output"))) {
+            o->output = v;
+        } else if ((v = opt_value(argc, argv, &i, "--prompt"))) {
+            o->prompt = v;
+        } else if ((v = opt_value(argc, argv, &i, "--length"))) {
+            if (!parse_i64(v, 0, &o->length))
+                return usage_error("predict", "--length expects a non-negative integer, got '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--temperature"))) {
+            if (!parse_f64(v, &o->temperature) || o->temperature < 0)
+                return usage_error("predict", "--temperature expects a number >= 0, got '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--seed"))) {
+            if (!parse_i64(v, 0, &o->seed))
+                return usage_error("predict", "--seed expects a non-negative integer, got '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--batch"))) {
+            if (!parse_i64(v, 1, &o->batch) || o->batch > (1 << 24))
+                return usage_error("predict", "--batch expects an integer from 1 to 16777216, got '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--threads"))) {
+            if (!parse_i64(v, 1, &o->threads) || o->threads > 1024)
+                return usage_error("predict", "--threads expects a positive integer, got '%s'", v);
+        } else if (a[0] == '-') {
+            return usage_error("predict", "unknown option '%s'", a);
+        } else if (o->model) {
+            return usage_error("predict", "one model file at a time ('%s' and '%s')", o->model, a);
+        } else {
+            o->model = a;
+        }
+        if (v && !*v)
+            return usage_error("predict", "%s needs a value", a);
+    }
+    if (!o->model)
+        return usage_error("predict", "no model file given");
+    if (o->prompt && o->ninputs)
+        return usage_error("predict", "--prompt (text generation) and --input do not go together");
+    return 0;
+}
+
+/* need[i]: do the model's outputs depend on input i? A walk from the
+ * outputs over the (optimized) graph. */
+static bool *inputs_needed(Arena *a, const Graph *g) {
+    bool *seen = arena_alloc(a, (size_t)g->nodes.len + 1);
+    Node **stack = arena_alloc(a, sizeof *stack * ((size_t)g->nodes.len + 1));
+    int top = 0;
+    memset(seen, 0, (size_t)g->nodes.len + 1);
+    for (int i = 0; i < g->outputs.len; i++) {
+        Node *n = g->outputs.items[i].node;
+        if (n && !seen[n->id]) {
+            seen[n->id] = true;
+            stack[top++] = n;
+        }
+    }
+    while (top > 0) {
+        Node *n = stack[--top];
+        for (int k = 0; k < n->nsrc; k++)
+            if (n->src[k] && !seen[n->src[k]->id]) {
+                seen[n->src[k]->id] = true;
+                stack[top++] = n->src[k];
+            }
+    }
+    bool *need = arena_alloc(a, sizeof *need * ((size_t)g->inputs.len + 1));
+    for (int i = 0; i < g->inputs.len; i++)
+        need[i] = seen[g->inputs.items[i].node->id];
+    return need;
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcasecmp(s + n - k, suffix) == 0;
+}
+
+/* The base name of a path. */
+static const char *base_name(const char *path) {
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* The --input files as a dataset for rm, by their names: .csv, .npy, IDX. */
+static RtStatus load_inputs(Arena *a, const Model *m, const PredictOpts *o, const RtModel *rm,
+                            const bool *need, RtDataset *d, RtError *err) {
+    const DataSpec *ds = &m->train.data;
+    const char *f = o->inputs[0];
+    bool npy = true;
+    for (int i = 0; i < o->ninputs; i++) {
+        const char *eq = strchr(o->inputs[i], '=');
+        const char *path = eq && ends_with(o->inputs[i], ".npy") ? eq + 1 : o->inputs[i];
+        npy &= ends_with(path, ".npy") || ends_with(path, ".npy.gz");
+    }
+    if (npy) {
+        RtNpyFile *files = arena_alloc(a, sizeof *files * (size_t)o->ninputs);
+        for (int i = 0; i < o->ninputs; i++) {
+            const char *eq = strchr(o->inputs[i], '=');
+            files[i].input = eq ? arena_strndup(a, o->inputs[i], (size_t)(eq - o->inputs[i])) : NULL;
+            files[i].path = eq ? eq + 1 : o->inputs[i];
+        }
+        return rt_load_npy_inputs(d, rm, need, o->ninputs, files, err);
+    }
+    if (o->ninputs > 1)
+        return rt_fail(err, "several --input files are for .npy inputs only; '%s' is not one",
+                       o->inputs[1]);
+    if (ends_with(f, ".csv")) {
+        if (ds->kind != DATA_CSV)
+            return rt_fail(err, "%s: a CSV input needs the column selection of a csv(...) data "
+                                "source, but the train block reads %s data",
+                           f, data_kind_name(ds->kind));
+        RtCsvSpec spec = csv_spec(a, ds, f, need);
+        return rt_load_csv(d, rm, &spec, err);
+    }
+    const char *base = base_name(f);
+    if (strstr(base, "idx") || ends_with(base, "-ubyte") || ends_with(base, "-ubyte.gz"))
+        return rt_load_idx(d, rm, f, NULL, ds->kind == DATA_IDX ? ds->scale : 1.0, err);
+    return rt_fail(err, "%s: cannot tell the format from the name; give a .csv, a .npy or an "
+                        "IDX image file (*-ubyte, *-ubyte.gz)",
+                   f);
+}
+
+/* Where predictions go: stdout, or a temporary file beside o->output that
+ * finish_output renames into place. */
+typedef struct OutFile {
+    FILE *f;
+    char *tmp;
+} OutFile;
+
+static RtStatus open_output(Arena *a, const char *path, OutFile *out, RtError *err) {
+    out->tmp = NULL;
+    if (!path) {
+        out->f = stdout;
+        return RT_OK;
+    }
+    out->tmp = arena_printf(a, "%s.tmp.%ld", path, (long)getpid());
+    if (!(out->f = fopen(out->tmp, "w")))
+        return rt_fail(err, "cannot write '%s': %s", path, strerror(errno));
+    return RT_OK;
+}
+
+/* ok: everything was written; then flush, sync and rename into place. On
+ * failure the temporary file is removed and path left as it was. */
+static RtStatus finish_output(const char *path, OutFile *out, bool ok, RtError *err) {
+    if (!out->tmp)
+        return fflush(stdout) == 0 || !ok ? RT_OK : rt_fail(err, "cannot write to stdout");
+    int e = 0;
+    if (ok && (fflush(out->f) != 0 || fsync(fileno(out->f)) != 0))
+        e = errno;
+    if (fclose(out->f) != 0 && !e)
+        e = errno;
+    if (ok && !e && rename(out->tmp, path) != 0)
+        e = errno;
+    if (!ok || e) {
+        unlink(out->tmp);
+        return ok ? rt_fail(err, "cannot write '%s': %s", path, strerror(e)) : RT_FAIL;
+    }
+    return RT_OK;
+}
+
+/* Text generation from --prompt with the vocabulary in the weights. */
+static RtStatus generate(const Model *m, const PredictOpts *o, RtSession *s, FILE *out,
+                         RtError *err) {
+    RtVocab v;
+    bool found;
+    if (weights_vocab(o->weights, &v, &found, err) != RT_OK)
+        return RT_FAIL;
+    if (!found)
+        return rt_fail(err, "%s: these weights were not trained on text data (their metadata "
+                            "has no vocabulary)",
+                       o->weights);
+    int64_t context = m->train.data.context;
+    char *c = NULL;
+    if (rt_read_weights_meta(o->weights, "context", &c, err) != RT_OK)
+        return RT_FAIL;
+    if (c && strtoll(c, NULL, 10) != context) {
+        rt_fail(err, "%s: these weights were trained with a context of %s characters, but the "
+                     "model's train block says %lld",
+                o->weights, c, (long long)context);
+        free(c);
+        return RT_FAIL;
+    }
+    free(c);
+    if (rt_generate(s, &v, context, o->prompt, o->length, o->temperature, out, err) != RT_OK)
+        return RT_FAIL;
+    fputc('\n', out);
+    return RT_OK;
+}
+
+static int cmd_predict(int argc, char **argv) {
+    PredictOpts o;
+    int rc = parse_predict_opts(argc, argv, &o);
+    if (rc)
+        return rc;
+    Arena *a = arena_new();
+    Diags d;
+    diags_init(&d, a);
+    rc = EXIT_USER;
+    CgModule *cg = NULL;
+    RtSession s = {0};
+    RtDataset data = {0};
+    RtError err;
+    OutFile out = {0};
+
+    Model *m = load_model(a, &d, o.model);
+    if (!m)
+        goto out;
+    Graph *g = m->graph;
+    bool text = m->train.data.kind == DATA_TEXT;
+    if (g->outputs.len == 0) {
+        fprintf(stderr, "%s: error: the model has no 'output' statement, so there is nothing to predict\n", o.model);
+        goto out;
+    }
+    if (text && !o.prompt) {
+        fprintf(stderr, "%s: error: the model is trained on text(...) data; give --prompt S to generate text\n", o.model);
+        goto out;
+    }
+    if (!text && o.prompt) {
+        fprintf(stderr, "%s: error: --prompt generates text, but the model is not trained on text(...) data\n", o.model);
+        goto out;
+    }
+    if (!text && o.ninputs == 0 && m->train.data.kind == DATA_NONE) {
+        fprintf(stderr, "%s: error: no --input given and the train block names no data\n", o.model);
+        goto out;
+    }
+    if (!o.weights) {
+        /* Without weights, only a model whose every parameter is written
+         * out (= value) predicts anything meaningful. */
+        for (int i = 0; i < g->params.len; i++) {
+            const Param *p = &g->params.items[i];
+            if (text || (p->init.kind != INIT_CONST && p->init.kind != INIT_VALUES)) {
+                fprintf(stderr, "%s: error: --weights is required: %s\n", o.model,
+                        text ? "a text model's vocabulary is stored with its weights"
+                             : arena_printf(a, "parameter '%s' is random until trained "
+                                               "(give the file 'gradc train' saved)",
+                                            p->name));
+                goto out;
+            }
+        }
+    }
+    ir_optimize(g);
+    bool *need = inputs_needed(a, g);
+    Plan *plan = ir_plan_programs(g, text ? 1 : o.batch, 4, 1u << PROG_PREDICT);
+    CgOptions co = {.elem_size = 4, .opt_level = 2};
+    cg = cg_compile(g, plan, &co, &d);
+    if (!cg) {
+        diags_print(&d, stderr, want_color());
+        goto out;
+    }
+    RtModel *rm = cg_rt_model_jit(a, g, plan, cg);
+    rt_setup((int)o.threads);
+    if (rt_session_init(&s, rm, (uint64_t)o.seed, &err) != RT_OK)
+        goto rt_error;
+    if (!o.weights)
+        rt_init_params(&s); /* every value is written in the model */
+    else if (rt_load_weights(&s, o.weights, &err) != RT_OK)
+        goto rt_error;
+    if (!text) {
+        RtStatus st = o.ninputs ? load_inputs(a, m, &o, rm, need, &data, &err)
+                                : load_data(a, &m->train.data, rm, NULL, need, NULL, NULL, &data, &err);
+        if (st != RT_OK)
+            goto rt_error;
+    }
+    if (open_output(a, o.output, &out, &err) != RT_OK)
+        goto rt_error;
+    RtStatus st = text ? generate(m, &o, &s, out.f, &err) : rt_predict(&s, &data, out.f, &err);
+    if (finish_output(o.output, &out, st == RT_OK, &err) != RT_OK || st != RT_OK)
+        goto rt_error;
+    if (o.output && !o.quiet) {
+        if (text)
+            printf("gradc: wrote %lld generated characters to %s\n", (long long)o.length, o.output);
+        else
+            printf("gradc: wrote predictions for %lld rows to %s\n", (long long)data.n, o.output);
+    }
     rc = 0;
     goto out;
 rt_error:
@@ -471,10 +904,12 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(cmd, "train"))
         return cmd_train(argc, argv);
+    if (!strcmp(cmd, "predict"))
+        return cmd_predict(argc, argv);
     if (!strcmp(cmd, "grad"))
         return cmd_grad(argc, argv);
-    static const char *const commands[] = {"train", "grad"};
-    const char *near = closest_name(cmd, commands, 2);
+    static const char *const commands[] = {"train", "predict", "grad"};
+    const char *near = closest_name(cmd, commands, 3);
     fprintf(stderr, "gradc: unknown command '%s'%s%s%s\n\n%s", cmd, near ? "; did you mean '" : "",
             near ? near : "", near ? "'?" : "", usage_main);
     return EXIT_USAGE;

@@ -4,7 +4,9 @@
  *
  *   number   %g             name     itself         string  "text"
  *   -x       (neg x)        a op b   (op a b)       f(a, k = v)  (call f a (k = v))
- *   [a, b]   [a b]          true     true
+ *   [a, b]   [a b]          true     true           E[i]    (index E i)
+ *   fn f(x, p = 0.1) { h = x ... }     (fn f (x (p = 0.1)) ((= h x) ...))
+ *   return h                           (return h)
  */
 #include "ast.h"
 
@@ -94,6 +96,13 @@ static void put_expr(Buf *b, const Expr *e) {
         }
         put(b, "]");
         return;
+    case EX_INDEX:
+        put(b, "(index ");
+        put_expr(b, e->u.index.base);
+        put(b, " ");
+        put_expr(b, e->u.index.index);
+        put(b, ")");
+        return;
     }
     gc_unreachable();
 }
@@ -115,44 +124,86 @@ static void put_dims(Buf *b, const ExprVec *dims) {
     put(b, "]");
 }
 
-char *ast_stmt_str(Arena *a, const Stmt *s) {
-    Buf b = {.a = a};
-    put(&b, "(");
+static void put_stmt(Buf *b, const Stmt *s);
+
+/* (x n (p = 0.1)) ((= h x) (return h)) */
+static void put_fn(Buf *b, const Stmt *s) {
+    put(b, "fn ");
+    put(b, s->name);
+    put(b, " (");
+    for (int i = 0; i < s->u.fn.params.len; i++) {
+        const FnParam *p = &s->u.fn.params.items[i];
+        if (i)
+            put(b, " ");
+        if (p->default_value) {
+            put(b, "(");
+            put(b, p->name);
+            put(b, " = ");
+            put_expr(b, p->default_value);
+            put(b, ")");
+        } else {
+            put(b, p->name);
+        }
+    }
+    put(b, ") (");
+    for (int i = 0; i < s->u.fn.body.len; i++) {
+        if (i)
+            put(b, " ");
+        put_stmt(b, s->u.fn.body.items[i]);
+    }
+    put(b, ")");
+}
+
+static void put_stmt(Buf *b, const Stmt *s) {
+    put(b, "(");
     switch (s->kind) {
     case ST_CONST:
     case ST_ASSIGN:
     case ST_OUTPUT:
-        put(&b, s->kind == ST_CONST ? "const " : s->kind == ST_OUTPUT ? "output " : "= ");
-        put(&b, s->name);
-        put(&b, " ");
-        put_expr(&b, s->value);
+        put(b, s->kind == ST_CONST ? "const " : s->kind == ST_OUTPUT ? "output " : "= ");
+        put(b, s->name);
+        put(b, " ");
+        put_expr(b, s->value);
         break;
     case ST_INPUT:
-        put(&b, "input ");
-        put(&b, s->name);
-        put_dims(&b, &s->u.input.dims);
-        put(&b, s->u.input.is_int ? " int" : " float");
+        put(b, "input ");
+        put(b, s->name);
+        put_dims(b, &s->u.input.dims);
+        put(b, s->u.input.is_int ? " int" : " float");
         break;
     case ST_PARAM:
-        put(&b, "param ");
-        put(&b, s->name);
+        put(b, "param ");
+        put(b, s->name);
         if (s->u.param.has_dims)
-            put_dims(&b, &s->u.param.dims);
-        put(&b, s->u.param.init_op == PINIT_SAMPLE ? " ~ " : " = ");
-        put_expr(&b, s->value);
+            put_dims(b, &s->u.param.dims);
+        put(b, s->u.param.init_op == PINIT_SAMPLE ? " ~ " : " = ");
+        put_expr(b, s->value);
         break;
     case ST_TRAIN:
-        put(&b, "train");
+        put(b, "train");
         for (int i = 0; i < s->u.train.entries.len; i++) {
             const TrainEntry *t = &s->u.train.entries.items[i];
-            put(&b, " (");
-            put(&b, t->key);
-            put(&b, " ");
-            put_expr(&b, t->value);
-            put(&b, ")");
+            put(b, " (");
+            put(b, t->key);
+            put(b, " ");
+            put_expr(b, t->value);
+            put(b, ")");
         }
         break;
+    case ST_FN:
+        put_fn(b, s);
+        break;
+    case ST_RETURN:
+        put(b, "return ");
+        put_expr(b, s->value);
+        break;
     }
-    put(&b, ")");
+    put(b, ")");
+}
+
+char *ast_stmt_str(Arena *a, const Stmt *s) {
+    Buf b = {.a = a};
+    put(&b, "");
+    put_stmt(&b, s);
     return b.s;
 }

@@ -36,11 +36,13 @@ typedef enum ExprKind {
     EX_NUM,    /* u.num: a number literal */
     EX_BOOL,   /* u.boolean: true or false */
     EX_STR,    /* u.str: a string literal, escapes decoded */
-    EX_NAME,   /* u.name: a variable, const, input, param or bare function name */
+    EX_NAME,   /* u.name: a variable, const, input, param or bare function name;
+                  may be dotted ("h.W", a layer's parameter) */
     EX_NEG,    /* u.operand: -operand */
     EX_BINARY, /* u.bin: lhs op rhs; op_loc is the operator's span */
     EX_CALL,   /* u.call: name(args), positional arguments first */
     EX_LIST,   /* u.items: [items], an array literal or a list of columns */
+    EX_INDEX,  /* u.index: base[index], a gather; bracket_loc is the '[' */
 } ExprKind;
 
 struct Expr {
@@ -65,6 +67,10 @@ struct Expr {
             ArgVec args;
         } call;
         ExprVec items;
+        struct {
+            Expr *base, *index;
+            Loc bracket_loc;
+        } index;
     } u;
 };
 
@@ -75,6 +81,17 @@ typedef struct TrainEntry {
     Expr *value;
 } TrainEntry;
 typedef Vec(TrainEntry) TrainEntryVec;
+
+typedef struct Stmt Stmt;
+typedef Vec(Stmt *) StmtVec;
+
+/* One parameter of a user function: `name` or `name = default_value`. */
+typedef struct FnParam {
+    const char *name;
+    Loc name_loc;
+    Expr *default_value; /* NULL: the argument is required */
+} FnParam;
+typedef Vec(FnParam) FnParamVec;
 
 typedef enum ParamInitOp {
     PINIT_VALUE,  /* '=' value: a constant expression or an array literal */
@@ -90,9 +107,11 @@ typedef enum StmtKind {
     ST_ASSIGN, /* name, name_loc, value: name = value */
     ST_OUTPUT, /* name, name_loc, value: output name = value */
     ST_TRAIN,  /* u.train: train { key = value ... } */
+    ST_FN,     /* name, name_loc, u.fn: fn name(params) { body } */
+    ST_RETURN, /* value: return value (only in a function's body) */
 } StmtKind;
 
-typedef struct Stmt {
+struct Stmt {
     StmtKind kind;
     Loc loc;
     const char *name;
@@ -113,12 +132,17 @@ typedef struct Stmt {
         struct {
             TrainEntryVec entries;
         } train;
+        struct {
+            FnParamVec params; /* those with a default come last */
+            StmtVec body;      /* const, param, assignments and return */
+            Loc close_loc;     /* the '}' */
+        } fn;
     } u;
-} Stmt;
+};
 
 typedef struct AstFile {
     const SrcFile *file;
-    Vec(Stmt *) stmts;
+    StmtVec stmts;
 } AstFile;
 
 enum { PARSE_MAX_HEIGHT = 1000, PARSE_MAX_NESTING = 256 };
@@ -129,7 +153,8 @@ enum { PARSE_MAX_HEIGHT = 1000, PARSE_MAX_NESTING = 256 };
 AstFile *parse_file(Arena *a, Diags *d, const SrcFile *f);
 
 /* ast.c: an S-expression for tests and debugging, e.g. "(- (neg x) 2)",
- * "(call softmax x (axis = (neg 1)))", "(param W [4 H] ~ he)". */
+ * "(call softmax x (axis = (neg 1)))", "(index E ids)", "(param W [4 H] ~ he)",
+ * "(fn block (x n (p = 0.1)) ((= h (call dense x n relu)) (return h)))". */
 char *ast_expr_str(Arena *a, const Expr *e);
 char *ast_stmt_str(Arena *a, const Stmt *s);
 /* "+", "@", ... */

@@ -20,16 +20,36 @@ typedef struct DataColumns {
     Loc loc;
 } DataColumns;
 
-typedef enum DataKind { DATA_NONE, DATA_CSV } DataKind;
+typedef enum DataKind {
+    DATA_NONE,
+    DATA_CSV,  /* csv(file, input = columns..., header = true) */
+    DATA_IDX,  /* idx(images, labels, scale = 1): MNIST IDX files, gzip or not */
+    DATA_NPY,  /* npy(file) for a model with one input, or npy(input = file, ...) */
+    DATA_TEXT, /* text(file, context = N): character-level language-model data */
+} DataKind;
+
+/* One file of a data source. path is resolved against the model file's
+ * directory; written is the path as written in the model file. */
+typedef struct DataFile {
+    const char *input; /* npy: the model input it feeds (NULL: the only input) */
+    const char *path, *written;
+    Loc loc;           /* the path string */
+} DataFile;
 
 typedef struct DataSpec {
     DataKind kind;
-    const char *path; /* resolved against the model file's directory */
-    const char *path_written; /* the path as written in the model file */
-    bool header;      /* default true */
-    int ninputs;
+    /* csv, text: files[0]; idx: files[0] images, files[1] labels; npy: one
+     * per input. */
+    int nfiles;
+    DataFile *files;
+    const char *path;         /* = files[0].path (kept for the CSV code) */
+    const char *path_written; /* = files[0].written */
+    bool header;      /* csv: default true */
+    int ninputs;      /* csv: the columns of each input */
     DataColumns *inputs;
-    Loc loc;          /* the path string */
+    double scale;     /* idx: every pixel value is multiplied by it; default 1 */
+    int64_t context;  /* text: characters of context per example */
+    Loc loc;          /* the data source's call */
 } DataSpec;
 
 /* A keyword argument of the optimizer call: optimizer = sgd(lr = 0.1). */
@@ -68,7 +88,7 @@ typedef struct Model {
  * syntax errors, so that a broken line does not cause errors elsewhere. */
 Model *fe_compile(Arena *a, Diags *d, const char *path, const char *text);
 
-/* Whether the train block's data file can be opened; if not, reports
+/* Whether the train block's data files can be opened; if not, reports
  * "cannot open data file '<as written>' (resolved to '<absolute>'): <why>"
  * at the path string. true when the model names no data file. */
 bool fe_check_data(const Model *m, Diags *d);

@@ -1,7 +1,8 @@
 /* lexer.c: source text to tokens. See lexer.h.
  *
  * Owns the lexical grammar:
- *   ident   = [A-Za-z_][A-Za-z0-9_]*          (keywords are reserved idents)
+ *   ident   = part ("." part)*                (keywords are reserved idents)
+ *   part    = [A-Za-z_][A-Za-z0-9_]*          ("h.W", "block1.h.b": no spaces)
  *   number  = digit+ ("." digit*)? ([eE] [+-]? digit+)?
  *   string  = '"' (char | '\"' | '\\' | '\n' | '\t')* '"'    (one line)
  *   comment = '#' to the end of the line
@@ -27,7 +28,7 @@ static const struct {
 } keywords[] = {
     {"const", TK_CONST}, {"input", TK_INPUT}, {"param", TK_PARAM},
     {"output", TK_OUTPUT}, {"train", TK_TRAIN}, {"true", TK_TRUE},
-    {"false", TK_FALSE},
+    {"false", TK_FALSE}, {"fn", TK_FN}, {"return", TK_RETURN},
 };
 
 typedef struct Lexer {
@@ -78,6 +79,8 @@ char *lex_describe(Arena *a, const Token *t) {
     case TK_PARAM:
     case TK_OUTPUT:
     case TK_TRAIN:
+    case TK_FN:
+    case TK_RETURN:
     case TK_TRUE:
     case TK_FALSE:
         if (t->len > MAX_SHOWN)
@@ -115,9 +118,14 @@ static void end_line(Lexer *L) {
 
 static bool is_ident_char(char c) { return isalnum((unsigned char)c) || c == '_'; }
 
+static bool is_ident_start(char c) { return isalpha((unsigned char)c) || c == '_'; }
+
+/* An identifier or keyword, dotted names included. Every '.' run into the
+ * name is taken with it, so a misplaced one ("a.", "a..b", "a.5") is one
+ * error over the whole name, which still becomes an IDENT. */
 static void lex_ident(Lexer *L) {
     const char *start = L->p;
-    while (L->p < L->end && is_ident_char(*L->p))
+    while (L->p < L->end && (is_ident_char(*L->p) || *L->p == '.'))
         L->p++;
     int len = (int)(L->p - start);
     TokenKind kind = TK_IDENT;
@@ -126,6 +134,19 @@ static void lex_ident(Lexer *L) {
             kind = keywords[i].kind;
     Token *t = push(L, kind, start, len);
     t->str = arena_strndup(L->a, start, (size_t)len);
+    for (const char *p = start; p < L->p; p++) {
+        if (*p != '.' || (p + 1 < L->p && is_ident_start(p[1])))
+            continue;
+        if (p + 1 == L->p)
+            diag_error(L->d, t->loc, "invalid name '%s': a name cannot end with '.'", t->str);
+        else if (p[1] == '.')
+            diag_error(L->d, t->loc, "invalid name '%s': two '.' in a row", t->str);
+        else
+            diag_error(L->d, t->loc,
+                       "invalid name '%s': a '.' in a name must be followed by a letter or '_'",
+                       t->str);
+        break;
+    }
 }
 
 static bool digit_at(const Lexer *L, const char *p) {
@@ -257,7 +278,7 @@ TokenVec lex_file(Arena *a, Diags *d, const SrcFile *f) {
         } else if (c == '#') {
             while (L.p < L.end && *L.p != '\n')
                 L.p++;
-        } else if (isalpha((unsigned char)c) || c == '_') {
+        } else if (is_ident_start(c)) {
             lex_ident(&L);
         } else if (isdigit((unsigned char)c)) {
             lex_number(&L);

@@ -41,6 +41,8 @@
     X(PARAM, "'param'")                                                        \
     X(OUTPUT, "'output'")                                                      \
     X(TRAIN, "'train'")                                                        \
+    X(FN, "'fn'")                                                              \
+    X(RETURN, "'return'")                                                      \
     X(TRUE, "'true'")                                                          \
     X(FALSE, "'false'")
 

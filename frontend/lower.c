@@ -24,10 +24,33 @@ static const char *sym_kind_name(SymKind k) {
     gc_unreachable();
 }
 
-Sym *fe_lookup(Lower *L, const char *name) {
-    for (int i = 0; i < L->syms.len; i++)
+/* The symbol name in the innermost scope, or NULL. */
+static Sym *lookup_local(Lower *L, const char *name) {
+    for (int i = L->scope_base; i < L->syms.len; i++)
         if (!strcmp(L->syms.items[i].name, name))
             return &L->syms.items[i];
+    return NULL;
+}
+
+/* Locals first; in a function body, the caller's consts; then parameters
+ * by their full (dotted) names, such as the "h.W" a layer made. */
+Sym *fe_lookup(Lower *L, const char *name) {
+    Sym *s = lookup_local(L, name);
+    if (s)
+        return s;
+    for (int i = 0; i < L->scope_base; i++)
+        if (!strcmp(L->syms.items[i].name, name) && L->syms.items[i].kind == SYM_CONST)
+            return &L->syms.items[i];
+    if (!strchr(name, '.'))
+        return NULL;
+    for (int i = 0; i < L->g->params.len; i++) {
+        const Param *p = &L->g->params.items[i];
+        if (!strcmp(p->name, name)) {
+            Sym fresh = {.name = p->name, .kind = SYM_PARAM, .loc = p->loc, .node = p->node};
+            vec_push(L->a, &L->syms, fresh);
+            return &L->syms.items[L->syms.len - 1];
+        }
+    }
     return NULL;
 }
 
@@ -79,9 +102,9 @@ static bool check_assign_name(Lower *L, const char *name, Loc loc) {
     return false;
 }
 
-/* Binds name (a new symbol, or rebinds a variable). */
+/* Binds name in the innermost scope (a new symbol, or rebinds a variable). */
 static Sym *bind(Lower *L, const char *name, SymKind kind, Loc loc) {
-    Sym *s = fe_lookup(L, name);
+    Sym *s = lookup_local(L, name);
     if (!s) {
         Sym fresh = {.name = name};
         vec_push(L->a, &L->syms, fresh);
@@ -109,12 +132,12 @@ const char *fe_describe_expr(Lower *L, const Expr *e) {
     case EX_BINARY: return "an expression";
     case EX_CALL: return arena_printf(L->a, "a call to '%s'", e->u.call.name);
     case EX_LIST: return "a list";
+    case EX_INDEX: return "an indexing expression";
     }
     gc_unreachable();
 }
 
-/* Whether e is a constant expression (a bad const name counts as one). */
-static bool is_const(Lower *L, const Expr *e) {
+bool fe_is_const(Lower *L, const Expr *e) {
     switch (e->kind) {
     case EX_NUM:
         return true;
@@ -123,13 +146,14 @@ static bool is_const(Lower *L, const Expr *e) {
         return s && s->kind == SYM_CONST;
     }
     case EX_NEG:
-        return is_const(L, e->u.operand);
+        return fe_is_const(L, e->u.operand);
     case EX_BINARY:
-        return e->u.bin.op != BIN_MATMUL && is_const(L, e->u.bin.lhs) && is_const(L, e->u.bin.rhs);
+        return e->u.bin.op != BIN_MATMUL && fe_is_const(L, e->u.bin.lhs) && fe_is_const(L, e->u.bin.rhs);
     case EX_BOOL:
     case EX_STR:
     case EX_CALL:
     case EX_LIST:
+    case EX_INDEX:
         return false;
     }
     gc_unreachable();
@@ -195,6 +219,7 @@ bool fe_const_eval(Lower *L, const Expr *e, double *out) {
     case EX_STR:
     case EX_CALL:
     case EX_LIST:
+    case EX_INDEX:
         break;
     }
     diag_error(L->d, e->loc, "expected a constant expression, found %s", fe_describe_expr(L, e));
@@ -247,7 +272,7 @@ static Node *lower_binary(Lower *L, const Expr *e) {
     const Expr *lhs = e->u.bin.lhs, *rhs = e->u.bin.rhs;
     if (e->u.bin.op == BIN_POW) {
         Node *base = fe_lower_expr(L, lhs);
-        if (!is_const(L, rhs)) {
+        if (!fe_is_const(L, rhs)) {
             diag_error(L->d, rhs->loc, "exponent of '^' must be a constant");
             return NULL;
         }
@@ -272,7 +297,7 @@ static Node *lower_binary(Lower *L, const Expr *e) {
 }
 
 Node *fe_lower_expr(Lower *L, const Expr *e) {
-    if (is_const(L, e)) {
+    if (fe_is_const(L, e)) {
         double v;
         return fe_const_eval(L, e, &v) ? ir_const(L->g, v, e->loc) : NULL;
     }
@@ -296,6 +321,11 @@ Node *fe_lower_expr(Lower *L, const Expr *e) {
     case EX_LIST:
         diag_error(L->d, e->loc, "an array literal can only be the value of a param");
         return NULL;
+    case EX_INDEX: {
+        Node *table = fe_lower_expr(L, e->u.index.base);
+        Node *ids = fe_lower_expr(L, e->u.index.index);
+        return ir_gather(L->g, table, ids, e->loc);
+    }
     case EX_NUM:
     case EX_BOOL:
     case EX_STR:
@@ -541,9 +571,29 @@ static void lower_param(Lower *L, const Stmt *s) {
         ok = init_sample(L, s, &shape, &init);
     Node *n = NULL;
     if (ok)
-        n = ir_param(L->g, s->name, &shape, init,
+        n = ir_param(L->g, arena_printf(L->a, "%s%s", L->prefix, s->name), &shape, init,
                      decl_loc(s, s->u.param.has_dims, s->u.param.dims_loc));
     bind_node(L, s->name, SYM_PARAM, s->name_loc, n);
+}
+
+const char *fe_instance_name(Lower *L) {
+    const char *base = arena_printf(L->a, "%s%s", L->prefix, L->target ? L->target : "layer");
+    const char *name = base;
+    for (int k = 1;; k++) {
+        size_t n = strlen(name);
+        bool taken = false;
+        for (int i = 0; i < L->g->params.len && !taken; i++) {
+            const char *p = L->g->params.items[i].name;
+            taken = !strncmp(p, name, n) && p[n] == '.';
+        }
+        if (!taken)
+            return name;
+        name = arena_printf(L->a, "%s_%d", base, k);
+    }
+}
+
+Node *fe_new_param(Lower *L, const char *name, const Shape *s, Init init, Loc loc) {
+    return ir_param(L->g, name, s, init, loc);
 }
 
 static void lower_const(Lower *L, const Stmt *s) {
@@ -585,9 +635,10 @@ static void lower_loss(Lower *L, const Stmt *s) {
         return;
     L->g->loss = n;
     const Expr *v = s->value;
-    if (v->kind == EX_CALL &&
-        (!strcmp(v->u.call.name, "cross_entropy") || !strcmp(v->u.call.name, "bce")))
-        L->g->metric = L->metric_candidate;
+    static const char *const scored[] = {"cross_entropy", "nll", "bce", "bce_logits"};
+    for (size_t i = 0; v->kind == EX_CALL && i < sizeof scored / sizeof scored[0]; i++)
+        if (!strcmp(v->u.call.name, scored[i]))
+            L->g->metric = L->metric_candidate;
 }
 
 static void lower_output(Lower *L, const Stmt *s) {
@@ -611,7 +662,8 @@ static void lower_output(Lower *L, const Stmt *s) {
     }
 }
 
-static void lower_stmt(Lower *L, const Stmt *s) {
+void fe_lower_stmt(Lower *L, const Stmt *s) {
+    L->target = s->kind == ST_ASSIGN || s->kind == ST_OUTPUT ? s->name : NULL;
     switch (s->kind) {
     case ST_CONST:
         lower_const(L, s);
@@ -625,7 +677,7 @@ static void lower_stmt(Lower *L, const Stmt *s) {
     case ST_ASSIGN:
         if (!check_assign_name(L, s->name, s->name_loc))
             return;
-        if (!strcmp(s->name, "loss")) {
+        if (!strcmp(s->name, "loss") && L->calls.len == 0) {
             lower_loss(L, s);
         } else {
             Node *n = fe_lower_expr(L, s->value);
@@ -644,13 +696,41 @@ static void lower_stmt(Lower *L, const Stmt *s) {
         }
         L->train_stmt = s; /* lowered last: it may name inputs declared after it */
         return;
+    case ST_FN: /* collected before the statements; instantiated by calls */
+        return;
+    case ST_RETURN:
+        diag_error(L->d, s->loc, "'return' outside a function");
+        return;
     }
     gc_unreachable();
 }
 
+/* The user functions, before any statement, so that a function may be
+ * called above its definition; a name is defined once and is not a
+ * builtin's. */
+static void collect_fns(Lower *L, const AstFile *ast) {
+    for (int i = 0; i < ast->stmts.len; i++) {
+        const Stmt *s = ast->stmts.items[i];
+        if (s->kind != ST_FN)
+            continue;
+        const Stmt *old = fe_find_fn(L, s->name);
+        if (old) {
+            diag_error(L->d, s->name_loc, "redefinition of function '%s'", s->name);
+            diag_note(L->d, old->name_loc, "previous definition of '%s' is here", s->name);
+        } else if (fe_is_builtin(s->name)) {
+            diag_error(L->d, s->name_loc, "'%s' is a builtin function and cannot be redefined",
+                       s->name);
+        } else {
+            vec_push(L->a, &L->fns, s);
+        }
+    }
+}
+
 void fe_lower(Lower *L, const AstFile *ast) {
+    L->prefix = "";
+    collect_fns(L, ast);
     for (int i = 0; i < ast->stmts.len; i++)
-        lower_stmt(L, ast->stmts.items[i]);
+        fe_lower_stmt(L, ast->stmts.items[i]);
     if (L->train_stmt)
         fe_lower_train(L, L->train_stmt);
 }

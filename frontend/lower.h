@@ -36,20 +36,44 @@ typedef struct Lower {
     Vec(Sym) syms;
     const Stmt *loss_stmt;  /* the `loss = ...` seen so far */
     const Stmt *train_stmt; /* the train block seen so far */
-    /* Set by the last cross_entropy or bce call lowered: the metric it
-     * implies when it is the loss's top-level call. */
+    /* Set by the last cross_entropy, nll, bce or bce_logits call lowered:
+     * the metric it implies when it is the loss's top-level call. */
     Metric metric_candidate;
+
+    /* Naming of the parameters that layers and functions create: the
+     * variable the statement being lowered assigns (NULL: none), and the
+     * prefix of the function instances being lowered ("a." inside
+     * `a = block(x)`, "a.h." one call deeper; "" at top level). */
+    const char *target;
+    const char *prefix;
+    /* Inside a function body the symbols below scope_base belong to the
+     * caller: only its consts are visible there. */
+    int scope_base;
+    Vec(const Stmt *) fns;   /* the file's user functions */
+    Vec(const Stmt *) calls; /* the functions being instantiated, outermost first */
 } Lower;
 
 /* lower.c */
 /* Lowers every statement of ast into L->m (graph and train settings). */
 void fe_lower(Lower *L, const AstFile *ast);
 Sym *fe_lookup(Lower *L, const char *name);
+/* A fresh name for the parameters of a layer or function instance made by
+ * the statement being lowered: prefix + target, or with _1, _2, ... added
+ * when parameters of that name exist. */
+const char *fe_instance_name(Lower *L);
+/* A parameter `name` (already prefixed) with its initializer, visible to
+ * later statements by that name. NULL after reporting an error. */
+Node *fe_new_param(Lower *L, const char *name, const Shape *s, Init init, Loc loc);
+/* Lowers the statements of a function body or the top level. */
+void fe_lower_stmt(Lower *L, const Stmt *s);
+
 /* The graph node of expression e (with e's location); NULL after an error,
  * which has been reported. */
 Node *fe_lower_expr(Lower *L, const Expr *e);
 /* x itself, or x converted to float when it is an integer tensor. */
 Node *fe_to_float(Lower *L, Node *x, Loc loc);
+/* Whether e is a constant expression (a bad const name counts as one). */
+bool fe_is_const(Lower *L, const Expr *e);
 /* Constant expression e: numbers, consts and + - * / ^ and unary minus.
  * false after reporting why it is not one (silently if a name in it is bad). */
 bool fe_const_eval(Lower *L, const Expr *e, double *out);
@@ -71,6 +95,13 @@ bool fe_bind_args(Lower *L, const Expr *call, const char *fname, int nreq, int n
 Node *fe_lower_call(Lower *L, const Expr *call);
 /* Whether name is a function of the expression language. */
 bool fe_is_builtin(const char *name);
+
+/* fn.c */
+/* The user function called name, or NULL. */
+const Stmt *fe_find_fn(Lower *L, const char *name);
+/* A call of the user function fn: instantiates its body with fresh
+ * parameters, returns the value of its return statement. */
+Node *fe_call_fn(Lower *L, const Stmt *fn, const Expr *call);
 
 /* train.c */
 /* The train { } block into L->m->train; the model's inputs must be known. */

@@ -3,11 +3,13 @@
  * Owns the grammar of statements and expressions, operator precedence, and
  * recovery from syntax errors: an error records "expected X, found Y" at the
  * offending token and unwinds (longjmp) to the statement loop, which skips
- * to the next line, so one run reports every broken line. Must not resolve
- * names or judge meaning: `relu(1, 2)` parses fine here.
+ * to the next line (inside a train or fn block, to the block's next line),
+ * so one run reports every broken line. Must not resolve
+ * names or judge meaning: `relu(1, 2)` parses fine here, and so does a
+ * `return` that is not last in its function.
  *
  * Precedence, low to high: + - (left) | * / @ (left) | unary - | ^ (right,
- * and tighter than unary minus: -x^2 is -(x^2)) | call.
+ * and tighter than unary minus: -x^2 is -(x^2)) | call and index E[i].
  */
 #include "ast.h"
 #include "lexer.h"
@@ -87,6 +89,19 @@ static const char *expect_ident(Parser *P, Loc *loc) {
     return t->str;
 }
 
+/* def_name = IDENT without '.'    -- a name being declared or assigned
+ * A dotted name is reported (unless the lexer already did) and parsing goes
+ * on. */
+static const char *def_name(Parser *P, Loc *loc) {
+    const char *name = expect_ident(P, loc);
+    if (strchr(name, '.') && !lex_error_on_line(P, loc->line))
+        diag_error(P->d, *loc,
+                   "cannot declare or assign the dotted name '%s' (dotted names are made by "
+                   "layers and function calls)",
+                   name);
+    return name;
+}
+
 /* The span from first to the last token consumed; a span that crosses a
  * line break stops at the end of first's line. */
 static Loc span_from(const Parser *P, const Token *first) {
@@ -115,11 +130,12 @@ static void end_stmt(Parser *P) {
 
 /* After a syntax error: skip the rest of the statement, up to its NEWLINE
  * (not consumed), and past any { } block in it, so that a broken
- * `train {` line does not make every entry a statement. When no NEWLINE
- * follows (a ( or [ was left open and the lexer joined every later line),
- * stop instead where the next source line begins. in_train: stop at the
- * '}' that closes the block. */
-static void sync(Parser *P, bool in_train) {
+ * `train {` or `fn` line does not make every entry a statement. When no
+ * NEWLINE follows (a ( or [ was left open and the lexer joined every later
+ * line), stop instead where the next source line begins. in_block: the
+ * statement is an item of a train or fn block; stop at the '}' that closes
+ * the block. */
+static void sync(Parser *P, bool in_block) {
     bool joined = !P->last_nl || P->tok > P->last_nl;
     if (joined && P->tok->at_bol && P->tok > P->stmt_start)
         return;
@@ -127,9 +143,9 @@ static void sync(Parser *P, bool in_train) {
     for (bool first = true; !at(P, TK_EOF); first = false) {
         const Token *t = P->tok;
         if (braces == 0 && ((!joined && t->kind == TK_NEWLINE) || (joined && !first && t->at_bol) ||
-                            (in_train && t->kind == TK_RBRACE)))
+                            (in_block && t->kind == TK_RBRACE)))
             return;
-        if (t->kind == TK_LBRACE && !in_train)
+        if (t->kind == TK_LBRACE && !in_block)
             braces++;
         else if (t->kind == TK_RBRACE && braces > 0)
             braces--;
@@ -278,6 +294,8 @@ static Expr *primary(Parser *P) {
     case TK_PARAM:
     case TK_OUTPUT:
     case TK_TRAIN:
+    case TK_FN:
+    case TK_RETURN:
         break;
     }
     syntax_error(P, "an expression");
@@ -295,10 +313,33 @@ static Expr *binary(Parser *P, BinOp op, const Token *first, const Token *op_tok
     return e;
 }
 
-/* power = primary ("^" unary)?          -- right-associative: a^b^c = a^(b^c) */
+/* postfix = primary ("[" expr "]")*      -- a gather: E[ids], a[i][j]
+ * Only a name, a call or a ( ) takes an index, and only with the '[' on the
+ * same line: anywhere else a '[' begins a list. */
+static Expr *postfix(Parser *P) {
+    const Token *first = P->tok;
+    Expr *e = primary(P);
+    if (first->kind != TK_IDENT && first->kind != TK_LPAREN)
+        return e;
+    while (at(P, TK_LBRACKET) && !P->tok->at_bol) {
+        const Token *open = advance(P);
+        Expr *index = expr(P);
+        expect(P, TK_RBRACKET);
+        Expr *ix = new_expr(P, EX_INDEX, span_from(P, first));
+        ix->u.index.base = e;
+        ix->u.index.index = index;
+        ix->u.index.bracket_loc = open->loc;
+        add_child(P, ix, e);
+        add_child(P, ix, index);
+        e = ix;
+    }
+    return e;
+}
+
+/* power = postfix ("^" unary)?          -- right-associative: a^b^c = a^(b^c) */
 static Expr *power(Parser *P) {
     const Token *first = P->tok;
-    Expr *base = primary(P);
+    Expr *base = postfix(P);
     if (!at(P, TK_CARET))
         return base;
     const Token *op = advance(P);
@@ -390,17 +431,17 @@ static void dims(Parser *P, ExprVec *out, Loc *loc) {
     *loc = span_from(P, first);
 }
 
-/* name_is = IDENT "=" expr       -- the tail of const, output and assignment */
+/* name_is = def_name "=" expr     -- the tail of const, output and assignment */
 static void name_is(Parser *P, Stmt *s) {
-    s->name = expect_ident(P, &s->name_loc);
+    s->name = def_name(P, &s->name_loc);
     expect(P, TK_ASSIGN);
     s->value = expr(P);
 }
 
-/* input = "input" IDENT dims (":" ("int" | "float"))? */
+/* input = "input" def_name dims (":" ("int" | "float"))? */
 static Stmt *input_stmt(Parser *P) {
     Stmt *s = new_stmt(P, ST_INPUT);
-    s->name = expect_ident(P, &s->name_loc);
+    s->name = def_name(P, &s->name_loc);
     dims(P, &s->u.input.dims, &s->u.input.dims_loc);
     if (accept(P, TK_COLON)) {
         if (!at(P, TK_IDENT) || (strcmp(P->tok->str, "int") && strcmp(P->tok->str, "float")))
@@ -410,10 +451,10 @@ static Stmt *input_stmt(Parser *P) {
     return s;
 }
 
-/* param = "param" IDENT dims? ("=" | "~") expr */
+/* param = "param" def_name dims? ("=" | "~") expr */
 static Stmt *param_stmt(Parser *P) {
     Stmt *s = new_stmt(P, ST_PARAM);
-    s->name = expect_ident(P, &s->name_loc);
+    s->name = def_name(P, &s->name_loc);
     if (at(P, TK_LBRACKET)) {
         s->u.param.has_dims = true;
         dims(P, &s->u.param.dims, &s->u.param.dims_loc);
@@ -428,61 +469,147 @@ static Stmt *param_stmt(Parser *P) {
     return s;
 }
 
-/* entry = IDENT "=" expr */
-static void train_entry(Parser *P, Stmt *s) {
-    TrainEntry e = {0};
-    e.key = expect_ident(P, &e.key_loc);
-    expect(P, TK_ASSIGN);
-    e.value = expr(P);
-    vec_push(P->a, &s->u.train.entries, e);
+/* The end of an item of a block: the end of its line, or the block's '}'
+ * on the same line. */
+static void end_item(Parser *P) {
+    if (!at(P, TK_RBRACE))
+        end_stmt(P);
 }
 
-/* train = "train" "{" (NEWLINE | entry (NEWLINE | &"}"))* "}"
- * A syntax error in an entry skips that entry only. */
-static Stmt *train_stmt(Parser *P) {
-    Stmt *s = new_stmt(P, ST_TRAIN);
+/* block = "{" (NEWLINE | item)*      -- the '}' is left to the caller
+ * The body of train and fn: one item a line, each parsed (and its line
+ * ended) by item(P, owner). A syntax error in an item skips that item only.
+ * The '{' belongs on the line of the keyword kw; on the next line it is
+ * reported and taken anyway. Stops at a '}' or at the end of the file;
+ * returns the '{'. */
+static const Token *block(Parser *P, const char *kw, void (*item)(Parser *P, Stmt *owner),
+                          Stmt *owner) {
     jmp_buf *outer = P->recover;
-    expect(P, TK_LBRACE);
+    if (at(P, TK_NEWLINE) && P->tok[1].kind == TK_LBRACE) {
+        diag_error(P->d, P->tok[1].loc, "the '{' must be on the same line as '%s'", kw);
+        advance(P);
+    }
+    const Token *open = expect(P, TK_LBRACE);
     for (;;) {
         if (accept(P, TK_NEWLINE))
             continue;
         if (at(P, TK_RBRACE) || at(P, TK_EOF))
             break;
-        jmp_buf entry_recover;
-        P->recover = &entry_recover;
+        jmp_buf item_recover;
+        P->recover = &item_recover;
         P->stmt_start = P->tok;
         P->nesting = 0;
-        if (!setjmp(entry_recover)) {
-            train_entry(P, s);
-            if (!at(P, TK_RBRACE))
-                end_stmt(P);
-        } else {
+        if (!setjmp(item_recover))
+            item(P, owner);
+        else
             sync(P, true);
-        }
         P->recover = outer;
     }
-    P->recover = outer;
+    return open;
+}
+
+/* entry = IDENT "=" expr */
+static void train_entry(Parser *P, Stmt *train) {
+    TrainEntry e = {0};
+    e.key = expect_ident(P, &e.key_loc);
+    expect(P, TK_ASSIGN);
+    e.value = expr(P);
+    end_item(P);
+    vec_push(P->a, &train->u.train.entries, e);
+}
+
+/* train = "train" block(entry) "}" */
+static Stmt *train_stmt(Parser *P) {
+    Stmt *s = new_stmt(P, ST_TRAIN);
+    block(P, "train", train_entry, s);
     expect(P, TK_RBRACE);
     return s;
 }
 
+static Stmt *stmt(Parser *P, bool in_fn);
+
+/* One statement of a function's body. */
+static void fn_body_item(Parser *P, Stmt *fn) {
+    Stmt *s = stmt(P, true);
+    end_item(P);
+    vec_push(P->a, &fn->u.fn.body, s);
+}
+
+/* fn     = "fn" def_name "(" (fparam ("," fparam)* ","?)? ")" block(stmt) "}"
+ * fparam = def_name ("=" expr)?          -- parameters with a default come last
+ * The body's statements are those allowed in a function (see stmt). */
+static Stmt *fn_stmt(Parser *P) {
+    Stmt *s = new_stmt(P, ST_FN);
+    s->name = def_name(P, &s->name_loc);
+    expect(P, TK_LPAREN);
+    bool default_seen = false;
+    while (!at(P, TK_RPAREN)) {
+        FnParam p = {0};
+        p.name = def_name(P, &p.name_loc);
+        if (accept(P, TK_ASSIGN)) {
+            p.default_value = expr(P);
+            default_seen = true;
+        } else if (default_seen) {
+            diag_error(P->d, p.name_loc,
+                       "parameter '%s' without a default follows a parameter with a default",
+                       p.name);
+        }
+        vec_push(P->a, &s->u.fn.params, p);
+        if (!accept(P, TK_COMMA)) {
+            if (!at(P, TK_RPAREN))
+                syntax_error(P, "',' or ')'");
+            break;
+        }
+    }
+    expect(P, TK_RPAREN);
+    const Token *open = block(P, "fn", fn_body_item, s);
+    if (at(P, TK_EOF)) {
+        diag_error(P->d, open->loc, "'{' of function '%s' is never closed", s->name);
+        longjmp(*P->recover, 1);
+    }
+    s->u.fn.close_loc = advance(P)->loc;
+    return s;
+}
+
 /* A statement that starts with two names, like "cont H = 8": when the
- * first is close to a keyword, says so and unwinds. */
-static void misspelled_keyword(Parser *P) {
-    static const char *const keywords[] = {"const", "input", "param", "output", "train"};
-    const char *best = closest_name(P->tok->str, keywords, 5);
+ * first is close to a keyword that may begin a statement here, says so and
+ * unwinds. */
+static void misspelled_keyword(Parser *P, bool in_fn) {
+    static const char *const top_keywords[] = {"const", "input", "param", "output", "train", "fn"};
+    static const char *const fn_keywords[] = {"const", "param", "return"};
+    const char *best = in_fn ? closest_name(P->tok->str, fn_keywords, 3)
+                             : closest_name(P->tok->str, top_keywords, 6);
     if (!best)
         return;
     diag_error(P->d, P->tok->loc, "unknown statement '%s'; did you mean '%s'?", P->tok->str, best);
     longjmp(*P->recover, 1);
 }
 
-/* stmt = ("const" const | "input" input | "param" param | "output" output
- *         | "train" train | IDENT "=" expr) (NEWLINE | EOF)
- * const  = IDENT "=" expr
- * output = IDENT "=" expr */
-static Stmt *stmt(Parser *P) {
+/* A statement where it is not allowed (input, output, train or fn inside a
+ * function; return outside one): reported at its keyword, then skipped with
+ * any { } block it opens; unwinds. */
+static _Noreturn void misplaced_stmt(Parser *P, bool in_fn) {
+    const Token *kw = P->tok;
+    if (in_fn)
+        diag_error(P->d, kw->loc, "'%s' is not allowed inside a function", kw->str);
+    else
+        diag_error(P->d, kw->loc, "'%s' is allowed only inside a function", kw->str);
+    sync(P, false);
+    longjmp(*P->recover, 1);
+}
+
+/* stmt = "const" const | "input" input | "param" param | "output" output
+ *      | "train" train | "fn" fn | "return" expr | def_name "=" expr
+ * const  = def_name "=" expr
+ * output = def_name "=" expr
+ * in_fn: a statement of a function's body, where input, output, train and
+ * fn are not allowed; return is allowed only there. The caller ends the
+ * line. */
+static Stmt *stmt(Parser *P, bool in_fn) {
     const Token *first = P->tok;
+    if (in_fn ? at(P, TK_INPUT) || at(P, TK_OUTPUT) || at(P, TK_TRAIN) || at(P, TK_FN)
+              : at(P, TK_RETURN))
+        misplaced_stmt(P, in_fn);
     Stmt *s;
     if (accept(P, TK_CONST)) {
         s = new_stmt(P, ST_CONST);
@@ -496,9 +623,14 @@ static Stmt *stmt(Parser *P) {
         name_is(P, s);
     } else if (accept(P, TK_TRAIN)) {
         s = train_stmt(P);
+    } else if (accept(P, TK_FN)) {
+        s = fn_stmt(P);
+    } else if (accept(P, TK_RETURN)) {
+        s = new_stmt(P, ST_RETURN);
+        s->value = expr(P);
     } else if (at(P, TK_IDENT)) {
         if (P->tok[1].kind == TK_IDENT)
-            misspelled_keyword(P);
+            misspelled_keyword(P, in_fn);
         s = new_stmt(P, ST_ASSIGN);
         name_is(P, s);
     } else {
@@ -506,11 +638,10 @@ static Stmt *stmt(Parser *P) {
     }
     s->loc = span_from(P, first);
     P->stmt_start = first;
-    end_stmt(P);
     return s;
 }
 
-/* program = (NEWLINE | stmt)* EOF */
+/* program = (NEWLINE | stmt (NEWLINE | EOF))* EOF */
 AstFile *parse_file(Arena *a, Diags *d, const SrcFile *f) {
     int lex_diags_begin = d->list.len;
     TokenVec toks = lex_file(a, d, f);
@@ -534,7 +665,8 @@ AstFile *parse_file(Arena *a, Diags *d, const SrcFile *f) {
         P->stmt_start = P->tok;
         P->nesting = 0;
         if (!setjmp(stmt_recover)) {
-            Stmt *s = stmt(P); /* vec_push may evaluate its operand late */
+            Stmt *s = stmt(P, false); /* vec_push may evaluate its operand late */
+            end_stmt(P);
             vec_push(a, &file->stmts, s);
         } else {
             sync(P, false);

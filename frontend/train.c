@@ -1,7 +1,7 @@
 /* train.c: the train { } block into TrainConfig, and the data file check.
  *
  * Owns the block's keys (data, optimizer, batch, epochs, seed, split), the
- * csv(...) data source and its columns, and resolving data paths against
+ * data sources (csv with its columns, idx, npy, text), and resolving data paths against
  * the model file's directory. Must not validate optimizer names or
  * hyperparameters (the driver knows the optimizers and reports at
  * TrainConfig.optimizer_loc) and must not read the data (the runtime does).
@@ -32,6 +32,7 @@ static bool is_numeric_kind(const Expr *e) {
     case EX_STR:
     case EX_CALL:
     case EX_LIST:
+    case EX_INDEX:
         return false;
     }
     gc_unreachable();
@@ -133,38 +134,40 @@ static void unknown_input(Lower *L, const Arg *arg) {
         diag_error(L->d, arg->name_loc, "'%s' is not an input of the model", arg->name);
 }
 
-/* data = csv(path, <input> = columns, ..., header = true | false) */
-static void lower_data(Lower *L, const TrainEntry *e, DataSpec *ds) {
-    const Expr *v = e->value;
-    if (v->kind != EX_CALL) {
-        diag_error(L->d, v->loc, "data must be a data source such as csv(\"file.csv\", x = [...], "
-                                 "y = \"label\"), but this is %s",
-                   fe_describe_expr(L, v));
-        return;
+/* A file-name argument: a string, resolved against the model's directory. */
+static bool data_file(Lower *L, const char *source, const char *what, const Expr *e,
+                      const char *input, DataFile *out) {
+    if (e->kind != EX_STR) {
+        diag_error(L->d, e->loc, "the %s of %s must be a string, but this is %s", what, source,
+                   fe_describe_expr(L, e));
+        return false;
     }
-    if (strcmp(v->u.call.name, "csv")) {
-        diag_error(L->d, v->u.call.name_loc, "unknown data source '%s' (this version reads csv)",
-                   v->u.call.name);
-        return;
+    if (!e->u.str[0]) {
+        diag_error(L->d, e->loc, "the %s of %s is empty", what, source);
+        return false;
     }
+    *out = (DataFile){input, resolve_path(L, e->u.str), e->u.str, e->loc};
+    return true;
+}
+
+static void set_files(Lower *L, DataSpec *ds, int n) {
+    ds->nfiles = n;
+    ds->files = arena_alloc(L->a, sizeof *ds->files * (size_t)(n + 1));
+}
+
+/* csv(path, <input> = columns, ..., header = true | false) */
+static bool lower_csv(Lower *L, const Expr *v, int npos, DataSpec *ds) {
     const ArgVec *args = &v->u.call.args;
-    int npos = 0;
-    while (npos < args->len && !args->items[npos].name)
-        npos++;
     if (npos != 1) {
         diag_error(L->d, v->loc, "csv expects the file name as its one positional argument, "
                                  "got %d positional arguments",
                    npos);
-        return;
+        return false;
     }
-    const Expr *path = args->items[0].value;
-    if (path->kind != EX_STR) {
-        diag_error(L->d, path->loc, "the file name of csv must be a string, but this is %s",
-                   fe_describe_expr(L, path));
-        return;
-    }
-    *ds = (DataSpec){.kind = DATA_CSV, .path = resolve_path(L, path->u.str),
-                     .path_written = path->u.str, .header = true, .loc = path->loc};
+    set_files(L, ds, 1);
+    if (!data_file(L, "csv", "file name", args->items[0].value, NULL, &ds->files[0]))
+        return false;
+    ds->header = true;
     ds->inputs = arena_alloc(L->a, sizeof *ds->inputs * (size_t)args->len);
     const Arg *header = NULL;
     bool ok = true;
@@ -206,10 +209,138 @@ static void lower_data(Lower *L, const TrainEntry *e, DataSpec *ds) {
         bool given = false;
         for (int j = 0; j < ds->ninputs; j++)
             given |= !strcmp(ds->inputs[j].input, name);
-        if (!given)
+        if (!given) {
             diag_error(L->d, v->loc, "csv gives no columns for input '%s' (add %s = ...)", name,
                        name);
+            ok = false;
+        }
     }
+    return ok;
+}
+
+/* idx(images, labels, scale = 1) */
+static bool lower_idx(Lower *L, const Expr *v, DataSpec *ds) {
+    static const char *const params[] = {"images", "labels", "scale"};
+    const Expr *a[3];
+    if (!fe_bind_args(L, v, "idx", 2, 3, params, a))
+        return false;
+    set_files(L, ds, 2);
+    bool ok = data_file(L, "idx", "images file", a[0], NULL, &ds->files[0]);
+    ok &= data_file(L, "idx", "labels file", a[1], NULL, &ds->files[1]);
+    ds->scale = 1;
+    if (a[2] && fe_const_eval(L, a[2], &ds->scale) && !(ds->scale > 0)) {
+        diag_error(L->d, a[2]->loc, "scale must be positive, but this is %g", ds->scale);
+        ok = false;
+    }
+    return ok && (!a[2] || ds->scale > 0);
+}
+
+/* text(file, context = N) */
+static bool lower_text(Lower *L, const Expr *v, DataSpec *ds) {
+    static const char *const params[] = {"file", "context"};
+    const Expr *a[2];
+    if (!fe_bind_args(L, v, "text", 2, 2, params, a))
+        return false;
+    set_files(L, ds, 1);
+    bool ok = data_file(L, "text", "file name", a[0], NULL, &ds->files[0]);
+    return fe_const_int(L, a[1], "context", 1, 1 << 20, &ds->context) && ok;
+}
+
+/* npy(file) for a model with one input, or npy(<input> = file, ...) */
+static bool lower_npy(Lower *L, const Expr *v, int npos, DataSpec *ds) {
+    const ArgVec *args = &v->u.call.args;
+    if (npos > 1 || (npos == 1 && args->len > 1) || args->len == 0) {
+        diag_error(L->d, v->loc, "npy takes one file for a model with one input, npy(\"x.npy\"), "
+                                 "or one file per input, npy(x = \"x.npy\", y = \"y.npy\")");
+        return false;
+    }
+    set_files(L, ds, args->len);
+    if (npos == 1) {
+        if (L->g->inputs.len != 1) {
+            diag_error(L->d, v->loc, "npy(file) needs a model with one input, but this one has "
+                                     "%d; name a file for each: npy(%s = \"...\", ...)",
+                       L->g->inputs.len, L->g->inputs.len ? L->g->inputs.items[0].name : "x");
+            return false;
+        }
+        return data_file(L, "npy", "file name", args->items[0].value, NULL, &ds->files[0]);
+    }
+    bool ok = true;
+    for (int i = 0; i < args->len; i++) {
+        const Arg *arg = &args->items[i];
+        bool dup = false;
+        for (int j = 0; j < i; j++)
+            dup |= !strcmp(args->items[j].name, arg->name);
+        if (dup) {
+            diag_error(L->d, arg->name_loc, "the file of input '%s' is given twice", arg->name);
+            ok = false;
+        } else if (!find_input(L->g, arg->name)) {
+            unknown_input(L, arg);
+            ok = false;
+        } else {
+            ok &= data_file(L, "npy", "file name", arg->value, arg->name, &ds->files[i]);
+        }
+    }
+    for (int i = 0; i < L->g->inputs.len && ok; i++) {
+        const char *name = L->g->inputs.items[i].name;
+        bool given = false;
+        for (int j = 0; j < args->len; j++)
+            given |= !strcmp(args->items[j].name, name);
+        if (!given) {
+            diag_error(L->d, v->loc, "npy gives no file for input '%s' (add %s = \"...\")", name,
+                       name);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+static const char *const source_names[] = {"csv", "idx", "npy", "text"};
+enum { NSOURCES = sizeof source_names / sizeof source_names[0] };
+
+/* data = csv(...) | idx(...) | npy(...) | text(...) */
+static void lower_data(Lower *L, const TrainEntry *e, DataSpec *ds) {
+    const Expr *v = e->value;
+    if (v->kind != EX_CALL) {
+        diag_error(L->d, v->loc, "data must be a data source such as csv(\"file.csv\", x = [...], "
+                                 "y = \"label\"), but this is %s",
+                   fe_describe_expr(L, v));
+        return;
+    }
+    const char *name = v->u.call.name;
+    const ArgVec *args = &v->u.call.args;
+    int npos = 0;
+    while (npos < args->len && !args->items[npos].name)
+        npos++;
+    DataSpec d = {.loc = v->loc};
+    bool ok;
+    if (!strcmp(name, "csv")) {
+        d.kind = DATA_CSV;
+        ok = lower_csv(L, v, npos, &d);
+    } else if (!strcmp(name, "idx")) {
+        d.kind = DATA_IDX;
+        ok = lower_idx(L, v, &d);
+    } else if (!strcmp(name, "npy")) {
+        d.kind = DATA_NPY;
+        ok = lower_npy(L, v, npos, &d);
+    } else if (!strcmp(name, "text")) {
+        d.kind = DATA_TEXT;
+        ok = lower_text(L, v, &d);
+    } else {
+        const char *best = closest_name(name, source_names, NSOURCES);
+        if (best)
+            diag_error(L->d, v->u.call.name_loc, "unknown data source '%s'; did you mean '%s'?",
+                       name, best);
+        else
+            diag_error(L->d, v->u.call.name_loc, "unknown data source '%s' (expected csv, idx, "
+                                                 "npy or text)",
+                       name);
+        return;
+    }
+    if (!ok)
+        return;
+    d.path = d.files[0].path;
+    d.path_written = d.files[0].written;
+    *ds = d;
 }
 
 /* optimizer = NAME or NAME(hyper = number, ...) */
@@ -322,34 +453,36 @@ void fe_lower_train(Lower *L, const Stmt *s) {
 
 /* ---- the data file ------------------------------------------------------------- */
 
-bool fe_check_data(const Model *m, Diags *d) {
-    const DataSpec *ds = &m->train.data;
-    switch (ds->kind) {
-    case DATA_NONE:
-        return true;
-    case DATA_CSV:
-        break;
-    }
+/* Whether f can be opened for reading; if not, reports why at its string. */
+static bool check_file(const DataFile *f, Diags *d) {
     int err = 0;
     struct stat st;
-    if (stat(ds->path, &st) != 0) {
+    if (stat(f->path, &st) != 0) {
         err = errno;
     } else if (S_ISDIR(st.st_mode)) {
         err = EISDIR;
     } else {
-        FILE *f = fopen(ds->path, "r");
-        if (f)
-            fclose(f);
+        FILE *fp = fopen(f->path, "r");
+        if (fp)
+            fclose(fp);
         else
             err = errno;
     }
     if (!err)
         return true;
-    const char *abs = ds->path;
+    const char *abs = f->path;
     char cwd[4096];
-    if (ds->path[0] != '/' && getcwd(cwd, sizeof cwd))
-        abs = arena_printf(d->arena, "%s/%s", cwd, ds->path);
-    diag_error(d, ds->loc, "cannot open data file '%s' (resolved to '%s'): %s", ds->path_written,
-               abs, strerror(err));
+    if (f->path[0] != '/' && getcwd(cwd, sizeof cwd))
+        abs = arena_printf(d->arena, "%s/%s", cwd, f->path);
+    diag_error(d, f->loc, "cannot open data file '%s' (resolved to '%s'): %s", f->written, abs,
+               strerror(err));
     return false;
+}
+
+bool fe_check_data(const Model *m, Diags *d) {
+    const DataSpec *ds = &m->train.data;
+    bool ok = true;
+    for (int i = 0; i < ds->nfiles; i++)
+        ok &= check_file(&ds->files[i], d);
+    return ok;
 }

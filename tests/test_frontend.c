@@ -70,9 +70,12 @@ static void test_frontend_train_block_fills_train_config(void **state) {
     assert_string_equal(ds->path, "models/iris/data/iris.csv");
     assert_string_equal(ds->path_written, "data/iris.csv");
     assert_false(ds->header);
+    assert_int_equal(ds->nfiles, 1);
+    assert_int_equal(ds->files[0].loc.line, 4);
+    assert_int_equal(ds->files[0].loc.col, 19);
+    assert_int_equal(ds->files[0].loc.len, 15);
     assert_int_equal(ds->loc.line, 4);
-    assert_int_equal(ds->loc.col, 19);
-    assert_int_equal(ds->loc.len, 15);
+    assert_int_equal(ds->loc.col, 15);
     assert_int_equal(ds->ninputs, 2);
     const DataColumns *x = &ds->inputs[0], *y = &ds->inputs[1];
     assert_string_equal(x->input, "x");

@@ -510,6 +510,127 @@ static void test_diag_train_block_appears_once(void **state) {
                         "      | ^~~~~~~\n");
 }
 
+/* ---- layers, functions, gather and the tensor builtins ------------------- */
+
+static void test_diag_reduction_axis_out_of_range(void **state) {
+    (void)state;
+    assert_string_equal(errors_of("input x[B, 4]\n"
+                                  "a = max(x, axis = 2)\n"),
+                        "m.nn:2:19: error: axis 2 is out of range for a tensor of rank 2 (shape "
+                        "[B, 4])\n"
+                        "    2 | a = max(x, axis = 2)\n"
+                        "      |                   ^\n");
+}
+
+static void test_diag_gather_needs_integer_ids_and_a_table(void **state) {
+    (void)state;
+    assert_string_equal(errors_of("input x[B, 4]\n"
+                                  "input ids[B] : int\n"
+                                  "param E[10, 3] ~ normal\n"
+                                  "b = E[x]\n"
+                                  "r = x[ids]\n"),
+                        "m.nn:4:5: error: indexing needs integer ids (declare the input ': int'), "
+                        "but the index is a float tensor of shape [B, 4]\n"
+                        "    4 | b = E[x]\n"
+                        "      |     ^~~~\n"
+                        "m.nn:1:7: note: the index has shape [B, 4]\n"
+                        "    1 | input x[B, 4]\n"
+                        "      |       ^~~~~~~\n"
+                        "m.nn:5:5: error: only a float table of fixed size (a param) can be "
+                        "indexed, but this has shape [B, 4]\n"
+                        "    5 | r = x[ids]\n"
+                        "      |     ^~~~~~\n"
+                        "m.nn:1:7: note: the table has shape [B, 4]\n"
+                        "    1 | input x[B, 4]\n"
+                        "      |       ^~~~~~~\n");
+}
+
+static void test_diag_dropout_probability_must_be_below_one(void **state) {
+    (void)state;
+    assert_string_equal(errors_of("input x[B, 4]\n"
+                                  "c = dropout(x, 1)\n"
+                                  "d = dropout(x, -0.1)\n"),
+                        "m.nn:2:16: error: the drop probability of dropout must be in [0, 1), but "
+                        "this is 1\n"
+                        "    2 | c = dropout(x, 1)\n"
+                        "      |                ^\n"
+                        "m.nn:3:16: error: the drop probability of dropout must be in [0, 1), but "
+                        "this is -0.1\n"
+                        "    3 | d = dropout(x, -0.1)\n"
+                        "      |                ^~~~\n");
+}
+
+static void test_diag_recursive_function(void **state) {
+    (void)state;
+    assert_string_equal(errors_of("input x[B, 4]\n"
+                                  "fn f(x) {\n"
+                                  "  return g(x)\n"
+                                  "}\n"
+                                  "fn g(x) {\n"
+                                  "  return f(x)\n"
+                                  "}\n"
+                                  "e = f(x)\n"),
+                        "m.nn:6:10: error: recursive call of function 'f': a function cannot call "
+                        "itself, directly or through others\n"
+                        "    6 |   return f(x)\n"
+                        "      |          ^\n"
+                        "m.nn:2:4: note: 'f' is defined here\n"
+                        "    2 | fn f(x) {\n"
+                        "      |    ^\n");
+}
+
+static void test_diag_function_without_return_and_redefined(void **state) {
+    (void)state;
+    assert_string_equal(errors_of("input x[B, 4]\n"
+                                  "fn f(x) {\n"
+                                  "  y = x\n"
+                                  "}\n"
+                                  "fn f(x) {\n"
+                                  "  return x\n"
+                                  "}\n"
+                                  "p = f(x)\n"),
+                        "m.nn:5:4: error: redefinition of function 'f'\n"
+                        "    5 | fn f(x) {\n"
+                        "      |    ^\n"
+                        "m.nn:2:4: note: previous definition of 'f' is here\n"
+                        "    2 | fn f(x) {\n"
+                        "      |    ^\n"
+                        "m.nn:4:1: error: function 'f' ends without 'return'\n"
+                        "    4 | }\n"
+                        "      | ^\n");
+}
+
+static void test_diag_layers_and_tensor_builtins(void **state) {
+    (void)state;
+    assert_string_equal(errors_of("input x[B, 4]\n"
+                                  "input ids[B, 2] : int\n"
+                                  "h = dense(x, 4, relux)\n"
+                                  "k = reshape(x, [B, 3])\n"
+                                  "m = concat([x, x], axis = 0)\n"
+                                  "n = onehot(x, 3)\n"
+                                  "o = nll(x, ids)\n"),
+                        "m.nn:3:17: error: unknown activation 'relux'; did you mean 'relu'? "
+                        "(expected linear, sigmoid, tanh, relu, leaky_relu, gelu, softplus, "
+                        "softmax or log_softmax)\n"
+                        "    3 | h = dense(x, 4, relux)\n"
+                        "      |                 ^~~~~\n"
+                        "m.nn:4:5: error: cannot reshape [B, 4] into [B, 3]: 4 elements per "
+                        "example against 3\n"
+                        "    4 | k = reshape(x, [B, 3])\n"
+                        "      |     ^~~~~~~~~~~~~~~~~~\n"
+                        "m.nn:5:5: error: concat cannot join along the batch dimension (axis 0)\n"
+                        "    5 | m = concat([x, x], axis = 0)\n"
+                        "      |     ^~~~~~~~~~~~~~~~~~~~~~~~\n"
+                        "m.nn:6:12: error: onehot needs integer ids, but this is a float tensor\n"
+                        "    6 | n = onehot(x, 3)\n"
+                        "      |            ^\n"
+                        "m.nn:7:5: error: nll needs integer labels of shape [B] for "
+                        "log-probabilities of shape [B, 4], but the labels are integers of shape "
+                        "[B, 2]\n"
+                        "    7 | o = nll(x, ids)\n"
+                        "      |     ^~~~~~~~~~~\n");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         TEST(test_diag_undefined_name_suggests_a_close_one),
@@ -541,6 +662,12 @@ int main(void) {
         TEST(test_diag_train_unknown_setting_and_wrong_types),
         TEST(test_diag_csv_columns),
         TEST(test_diag_train_block_appears_once),
+        TEST(test_diag_reduction_axis_out_of_range),
+        TEST(test_diag_gather_needs_integer_ids_and_a_table),
+        TEST(test_diag_dropout_probability_must_be_below_one),
+        TEST(test_diag_recursive_function),
+        TEST(test_diag_function_without_return_and_redefined),
+        TEST(test_diag_layers_and_tensor_builtins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -131,6 +131,74 @@ static void test_lex_keywords_are_reserved_but_longer_names_are_identifiers(void
     assert_string_equal(fx->toks.items[9].str, "_x9");
 }
 
+static void test_lex_fn_and_return_are_keywords(void **state) {
+    (void)state;
+    Fixture *fx = lex("fn return fns returns fn_ fn.x");
+    const TokenKind kinds[] = {TK_FN,    TK_RETURN, TK_IDENT,   TK_IDENT,
+                               TK_IDENT, TK_IDENT,  TK_NEWLINE, TK_EOF};
+    assert_kinds(fx, kinds, 8);
+    assert_string_equal(fx->toks.items[0].str, "fn");
+    assert_string_equal(fx->toks.items[5].str, "fn.x");
+    assert_string_equal(lex_describe(fx->a, &fx->toks.items[1]), "'return'");
+    assert_string_equal(lex_kind_name(TK_FN), "'fn'");
+    assert_int_equal(fx->d.nerrors, 0);
+}
+
+static void test_lex_dotted_name_is_one_identifier(void **state) {
+    (void)state;
+    Fixture *fx = lex("y = h.W + block1.h.b * _a._9\n");
+    const TokenKind kinds[] = {TK_IDENT, TK_ASSIGN, TK_IDENT,   TK_PLUS, TK_IDENT,
+                               TK_STAR,  TK_IDENT,  TK_NEWLINE, TK_EOF};
+    assert_kinds(fx, kinds, 9);
+    const Token *t = fx->toks.items;
+    assert_string_equal(t[2].str, "h.W");
+    assert_loc(&t[2], 1, 5, 3);
+    assert_string_equal(t[4].str, "block1.h.b");
+    assert_loc(&t[4], 1, 11, 10);
+    assert_string_equal(t[6].str, "_a._9");
+    assert_loc(&t[6], 1, 24, 5);
+    assert_int_equal(fx->d.nerrors, 0);
+}
+
+static void test_lex_dot_apart_from_a_name_is_not_part_of_one(void **state) {
+    (void)state;
+    /* numbers keep their dot; a dot after a space or before one is not in a name */
+    Fixture *fx = lex("1.5 7. .5 x .y\n");
+    const TokenKind kinds[] = {TK_NUMBER, TK_NUMBER, TK_NUMBER, TK_IDENT,
+                               TK_IDENT,  TK_NEWLINE, TK_EOF};
+    assert_kinds(fx, kinds, 7);
+    assert_true(fx->toks.items[0].num == 1.5);
+    assert_true(fx->toks.items[2].num == 5.0);
+    assert_string_equal(fx->toks.items[4].str, "y");
+    assert_string_equal(diag_text(fx), "m.nn:1:8: error: unexpected character '.'\n"
+                                       "    1 | 1.5 7. .5 x .y\n"
+                                       "      |        ^\n"
+                                       "m.nn:1:13: error: unexpected character '.'\n"
+                                       "    1 | 1.5 7. .5 x .y\n"
+                                       "      |             ^\n");
+}
+
+static void test_lex_name_with_a_misplaced_dot_is_invalid(void **state) {
+    (void)state;
+    Fixture *fx = lex("v = a..b + c. + d.5\n");
+    const TokenKind kinds[] = {TK_IDENT, TK_ASSIGN, TK_IDENT,   TK_PLUS, TK_IDENT,
+                               TK_PLUS,  TK_IDENT,  TK_NEWLINE, TK_EOF};
+    assert_kinds(fx, kinds, 9);
+    assert_string_equal(fx->toks.items[2].str, "a..b");
+    assert_int_equal(fx->d.nerrors, 3);
+    assert_string_equal(diag_text(fx),
+                        "m.nn:1:5: error: invalid name 'a..b': two '.' in a row\n"
+                        "    1 | v = a..b + c. + d.5\n"
+                        "      |     ^~~~\n"
+                        "m.nn:1:12: error: invalid name 'c.': a name cannot end with '.'\n"
+                        "    1 | v = a..b + c. + d.5\n"
+                        "      |            ^~\n"
+                        "m.nn:1:17: error: invalid name 'd.5': a '.' in a name must be "
+                        "followed by a letter or '_'\n"
+                        "    1 | v = a..b + c. + d.5\n"
+                        "      |                 ^~~\n");
+}
+
 static void test_lex_comments_and_blank_lines_give_no_newlines(void **state) {
     (void)state;
     Fixture *fx = lex("# header\n\n  x = 1  # one\n\n# trailing\n\ny = 2\n");
@@ -243,6 +311,10 @@ int main(void) {
         TEST(test_lex_numbers_have_values_and_division_is_an_operator),
         TEST(test_lex_string_escapes_are_decoded),
         TEST(test_lex_keywords_are_reserved_but_longer_names_are_identifiers),
+        TEST(test_lex_fn_and_return_are_keywords),
+        TEST(test_lex_dotted_name_is_one_identifier),
+        TEST(test_lex_dot_apart_from_a_name_is_not_part_of_one),
+        TEST(test_lex_name_with_a_misplaced_dot_is_invalid),
         TEST(test_lex_comments_and_blank_lines_give_no_newlines),
         TEST(test_lex_newlines_vanish_inside_parens_and_brackets_but_not_braces),
         TEST(test_lex_last_line_without_line_break_still_ends_with_newline),

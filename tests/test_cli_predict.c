@@ -1,0 +1,291 @@
+/* test_cli_predict.c: gradc predict as a user runs it: predictions for every
+ * row of a CSV file (with or without the label column), text generation
+ * from a prompt with the vocabulary stored in the weights, exit statuses and
+ * messages. Runs the built binary (GRADC_BINARY) from the source root. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define assert_contains(hay, needle)                                                        \
+    do {                                                                                    \
+        if (!strstr((hay), (needle)))                                                       \
+            fail_msg("expected \"%s\" in \"%s\"", (needle), (hay));                         \
+    } while (0)
+
+static char tmpdir[256];
+static char *out_text, *err_text;
+
+static char *read_all(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return strdup("");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    size_t got = fread(buf, 1, (size_t)n, f);
+    buf[got] = 0;
+    fclose(f);
+    return buf;
+}
+
+/* Run "gradc <args>" in the source root; stdout and stderr into out_text and
+ * err_text; returns the exit status. */
+static int gradc(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int gradc(const char *fmt, ...) {
+    char args[1500], cmd[2400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s >'%s/out' 2>'%s/err' </dev/null",
+             GRADC_SOURCE_DIR, GRADC_BINARY, args, tmpdir, tmpdir);
+    int st = system(cmd);
+    free(out_text);
+    free(err_text);
+    char path[512];
+    snprintf(path, sizeof path, "%s/out", tmpdir);
+    out_text = read_all(path);
+    snprintf(path, sizeof path, "%s/err", tmpdir);
+    err_text = read_all(path);
+    assert_true(WIFEXITED(st)); /* never a crash */
+    return WEXITSTATUS(st);
+}
+
+static const char *tmp(const char *name) {
+    static char path[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(path[k], sizeof path[k], "%s/%s", tmpdir, name);
+    return path[k];
+}
+
+static void write_file(const char *name, const char *text) {
+    FILE *f = fopen(tmp(name), "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int count_lines(const char *s) {
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* Every line after the header has ncols numbers that sum to 1. */
+static void assert_probability_rows(const char *csv, int ncols, int nrows) {
+    const char *line = strchr(csv, '\n');
+    assert_non_null(line);
+    int rows = 0;
+    for (line++; *line; rows++) {
+        double sum = 0;
+        char *end;
+        for (int c = 0; c < ncols; c++) {
+            double v = strtod(line, &end);
+            assert_true(end != line && v >= 0 && v <= 1);
+            sum += v;
+            line = end;
+            if (c + 1 < ncols) {
+                assert_int_equal(*line, ',');
+                line++;
+            }
+        }
+        assert_int_equal(*line, '\n');
+        line++;
+        assert_float_equal(sum, 1.0, 1e-5);
+    }
+    assert_int_equal(rows, nrows);
+}
+
+/* Iris trained briefly once, for every test that needs weights. */
+static const char *iris_weights(void) {
+    static char path[512];
+    if (!path[0]) {
+        snprintf(path, sizeof path, "%s/iris.safetensors", tmpdir);
+        assert_int_equal(gradc("train examples/iris.nn -q --epochs 200 --save %s", path), 0);
+    }
+    return path;
+}
+
+static void test_predict_iris_writes_three_probabilities_per_row(void **state) {
+    (void)state;
+    const char *w = iris_weights();
+    assert_int_equal(gradc("predict examples/iris.nn --weights %s", w), 0);
+    assert_string_equal(err_text, "");
+    assert_true(strncmp(out_text, "probs[0],probs[1],probs[2]\n", 27) == 0);
+    assert_int_equal(count_lines(out_text), 151); /* the train block's 150 rows */
+    assert_probability_rows(out_text, 3, 150);
+}
+
+/* The label column is not needed: the outputs do not depend on y. */
+static void test_predict_reads_a_csv_without_labels_into_an_output_file(void **state) {
+    (void)state;
+    const char *w = iris_weights();
+    write_file("new.csv", "petal_width,sepal_length,sepal_width,petal_length\n"
+                          "0.2,5.1,3.5,1.4\n2.5,6.3,3.3,6.0\n1.3,5.7,2.8,4.1\n");
+    assert_int_equal(gradc("predict examples/iris.nn --weights %s --input %s --output %s", w,
+                           tmp("new.csv"), tmp("pred.csv")), 0);
+    assert_contains(out_text, "gradc: wrote predictions for 3 rows to");
+    char *pred = read_all(tmp("pred.csv"));
+    assert_probability_rows(pred, 3, 3);
+    /* The first flower is a setosa, the second a virginica. */
+    double p[6];
+    assert_int_equal(sscanf(strchr(pred, '\n') + 1, "%lf,%lf,%lf\n%lf,%lf,%lf", &p[0], &p[1],
+                            &p[2], &p[3], &p[4], &p[5]), 6);
+    assert_true(p[0] > p[1] && p[0] > p[2]);
+    assert_true(p[5] > p[3] && p[5] > p[4]);
+    free(pred);
+    /* Same answers on stdout; -q leaves the summary out. */
+    assert_int_equal(gradc("predict examples/iris.nn --weights %s --input %s -q", w,
+                           tmp("new.csv")), 0);
+    assert_int_equal(count_lines(out_text), 4);
+}
+
+static void test_predict_user_errors_exit_1_with_a_message(void **state) {
+    (void)state;
+    const char *w = iris_weights();
+    assert_int_equal(gradc("predict examples/iris.nn --weights %s", tmp("missing.safetensors")),
+                     1);
+    assert_contains(err_text, "gradc: error: cannot open '");
+    assert_contains(err_text, "missing.safetensors': No such file or directory");
+    write_file("cols.csv", "sepal_length,sepal_width,petal_length\n5.1,3.5,1.4\n");
+    assert_int_equal(gradc("predict examples/iris.nn --weights %s --input %s", w,
+                           tmp("cols.csv")), 1);
+    assert_contains(err_text, "no column named 'petal_width' in the header");
+    assert_int_equal(gradc("predict examples/iris.nn --weights %s --input %s", w,
+                           tmp("rows.txt")), 1);
+    assert_contains(err_text, "cannot tell the format from the name");
+    assert_int_equal(gradc("predict examples/iris.nn --weights %s --prompt hi", w), 1);
+    assert_contains(err_text, "--prompt generates text, but the model is not trained on text");
+    write_file("noout.nn", "input x[B, 1]\nparam w[1, 1] = 0\nh = x @ w\n");
+    assert_int_equal(gradc("predict %s --weights %s", tmp("noout.nn"), w), 1);
+    assert_contains(err_text, "the model has no 'output' statement");
+    /* A failed run leaves no output file behind. */
+    assert_int_equal(gradc("predict examples/iris.nn --weights %s --input %s --output %s", w,
+                           tmp("cols.csv"), tmp("never.csv")), 1);
+    assert_int_not_equal(access(tmp("never.csv"), F_OK), 0);
+}
+
+static void test_predict_bad_usage_exits_2(void **state) {
+    (void)state;
+    assert_int_equal(gradc("predict examples/iris.nn --weights w --bogus"), 2);
+    assert_contains(err_text, "gradc predict: unknown option '--bogus'");
+    /* Random parameters need trained weights; written-out ones do not. */
+    assert_int_equal(gradc("predict examples/iris.nn"), 1);
+    assert_contains(err_text, "--weights is required: parameter 'W1' is random until trained");
+    assert_int_equal(gradc("predict examples/simple_nn.nn --input examples/data/simple_nn.csv"), 0);
+    assert_contains(out_text, "yhat\n");
+    assert_float_equal(strtod(strstr(out_text, "yhat\n") + 5, NULL), 0.8617, 5e-5);
+    assert_int_equal(gradc("predict --weights w"), 2);
+    assert_contains(err_text, "no model file given");
+    assert_int_equal(gradc("predict examples/iris.nn --weights w --temperature -1"), 2);
+    assert_int_equal(gradc("predict examples/iris.nn --weights w --prompt a --input x.csv"), 2);
+    assert_int_equal(gradc("predict --help"), 0);
+    assert_contains(out_text, "--temperature T");
+    assert_int_equal(gradc("--help"), 0);
+    assert_contains(out_text, "predict M.nn");
+    assert_int_equal(gradc("predcit"), 2);
+    assert_contains(err_text, "did you mean 'predict'?");
+}
+
+/* ---- text generation ----------------------------------------------------------
+ * A small character model over tests/data/tiny.txt (10 distinct characters),
+ * context 3. */
+static const char text_model[] =
+    "input  ctx[B, 3] : int\n"
+    "input  next[B] : int\n"
+    "e      = embedding(ctx, 10, 8)\n"
+    "x      = reshape(e, [B, 24])\n"
+    "logits = dense(x, 10)\n"
+    "output probs = softmax(logits)\n"
+    "loss   = cross_entropy(logits, next)\n"
+    "train {\n"
+    "  data      = %s\n"
+    "  optimizer = sgd(lr = 0.5)\n"
+    "  batch     = 4\n"
+    "  epochs    = 60\n"
+    "}\n";
+
+static void write_text_model(const char *name, const char *data) {
+    char text[1024];
+    snprintf(text, sizeof text, text_model, data);
+    write_file(name, text);
+}
+
+static void test_predict_generates_text_from_a_prompt(void **state) {
+    (void)state;
+    write_text_model("lm.nn", "text(\"" GRADC_SOURCE_DIR "/tests/data/tiny.txt\", context = 3)");
+    assert_int_equal(gradc("train %s -q --save %s", tmp("lm.nn"), tmp("lm.safetensors")), 0);
+    char *w = read_all(tmp("lm.safetensors"));
+    assert_contains(w + 8, "\"vocab\":\"\\u000a dehlortw\",\"context\":\"3\"");
+    free(w);
+    assert_int_equal(gradc("predict %s --weights %s --prompt hel --length 20 --seed 3",
+                           tmp("lm.nn"), tmp("lm.safetensors")), 0);
+    assert_int_equal(strlen(out_text), 3 + 20 + 1);
+    assert_true(strncmp(out_text, "hel", 3) == 0);
+    assert_int_equal(out_text[23], '\n');
+    for (int k = 3; k < 23; k++)
+        assert_non_null(strchr("\n dehlortw", out_text[k]));
+    char *first = strdup(out_text);
+    assert_int_equal(gradc("predict %s --weights %s --prompt hel --length 20 --seed 3",
+                           tmp("lm.nn"), tmp("lm.safetensors")), 0);
+    assert_string_equal(out_text, first); /* same seed, same text */
+    free(first);
+    /* Greedy decoding of a well-fit model continues the training text. */
+    assert_int_equal(gradc("predict %s --weights %s --prompt \"hold t\" --length 3 "
+                           "--temperature 0", tmp("lm.nn"), tmp("lm.safetensors")), 0);
+    assert_string_equal(out_text, "hold the \n");
+}
+
+static void test_predict_text_errors_name_the_problem(void **state) {
+    (void)state;
+    write_text_model("lm2.nn", "text(\"" GRADC_SOURCE_DIR "/tests/data/tiny.txt\", context = 3)");
+    assert_int_equal(gradc("train %s -q --epochs 1 --save %s", tmp("lm2.nn"),
+                           tmp("lm2.safetensors")), 0);
+    assert_int_equal(gradc("predict %s --weights %s --prompt hex", tmp("lm2.nn"),
+                           tmp("lm2.safetensors")), 1);
+    assert_contains(err_text, "the prompt: character 'x' at position 3 is not in the vocabulary "
+                              "(10 characters)");
+    assert_int_equal(gradc("predict %s --weights %s", tmp("lm2.nn"), tmp("lm2.safetensors")), 1);
+    assert_contains(err_text, "give --prompt S to generate text");
+    /* The same parameters trained from a CSV of ids carry no vocabulary. */
+    write_file("ids.csv", "c0,c1,c2,n\n1,2,3,4\n2,3,4,5\n");
+    write_text_model("ids.nn", "csv(\"ids.csv\", ctx = [\"c0\", \"c1\", \"c2\"], next = \"n\")");
+    assert_int_equal(gradc("train %s -q --epochs 1 --save %s", tmp("ids.nn"),
+                           tmp("ids.safetensors")), 0);
+    assert_int_equal(gradc("predict %s --weights %s --prompt hel", tmp("lm2.nn"),
+                           tmp("ids.safetensors")), 1);
+    assert_contains(err_text, "these weights were not trained on text data");
+}
+
+int main(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/gradc-cli-predict-XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_predict_iris_writes_three_probabilities_per_row),
+        cmocka_unit_test(test_predict_reads_a_csv_without_labels_into_an_output_file),
+        cmocka_unit_test(test_predict_user_errors_exit_1_with_a_message),
+        cmocka_unit_test(test_predict_bad_usage_exits_2),
+        cmocka_unit_test(test_predict_generates_text_from_a_prompt),
+        cmocka_unit_test(test_predict_text_errors_name_the_problem),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        rc = rc ? rc : 1;
+    free(out_text);
+    free(err_text);
+    return rc;
+}
