@@ -202,6 +202,36 @@ static void test_iris_example_reaches_95_percent(void **state) {
     assert_false(isnan(last_log_value(log, "val_loss")));
 }
 
+/* The quick new examples reach their README figures as shipped (MNIST and
+ * the language model are examples/check.sh's). */
+static void test_small_examples_reach_their_targets(void **state) {
+    (void)state;
+    static const struct {
+        const char *name;
+        double accuracy;
+    } examples[] = {{"logreg", 1}, {"perceptron", 1}, {"sentiment", 0.95}, {"token_tagger", 0.95}};
+    for (size_t i = 0; i < sizeof examples / sizeof examples[0]; i++) {
+        char args[800], log[512];
+        snprintf(args, sizeof args, "train examples/%s.nn -q --log %s/%s.jsonl --save %s/%s.st",
+                 examples[i].name, tmpdir, examples[i].name, tmpdir, examples[i].name);
+        assert_int_equal(gradc(args), 0);
+        snprintf(log, sizeof log, "%s/%s.jsonl", tmpdir, examples[i].name);
+        double acc = last_log_value(log, "accuracy");
+        if (!(acc >= examples[i].accuracy))
+            fail_msg("%s: held-out accuracy %g, below %g", examples[i].name, acc,
+                     examples[i].accuracy);
+    }
+}
+
+/* gradc grad on the language model shows the embedding table's gradient
+ * as a scatter-add of the incoming rows. */
+static void test_nplm_gradient_of_embedding_is_scatter_add(void **state) {
+    (void)state;
+    assert_int_equal(gradc("grad examples/nplm.nn"), 0);
+    assert_non_null(strstr(out_text, "de.E       = scatter_add"));
+    assert_non_null(strstr(out_text, "gather': scatter_add(g, ids): dtable[ids[i]] += g[i]"));
+}
+
 /* The same seed gives the same training, bit for bit. */
 static void test_same_seed_same_log(void **state) {
     (void)state;
@@ -253,6 +283,8 @@ int main(void) {
         cmocka_unit_test(test_model_without_loss_cannot_train),
         cmocka_unit_test(test_xor_example_trains_below_0_05),
         cmocka_unit_test(test_iris_example_reaches_95_percent),
+        cmocka_unit_test(test_small_examples_reach_their_targets),
+        cmocka_unit_test(test_nplm_gradient_of_embedding_is_scatter_add),
         cmocka_unit_test(test_same_seed_same_log),
         cmocka_unit_test(test_grad_prints_rules_and_source_lines),
         cmocka_unit_test(test_grad_output_matches_golden_file),

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,6 +284,28 @@ static void test_frontend_bundled_examples_compile_and_find_their_data(void **st
     assert_true(m->train.opt_args[0].value == 2.0);
     assert_true(fe_check_data(m, &d));
     assert_int_equal(d.nerrors, 0);
+
+    /* Every other example: its data source's kind, and its files exist. */
+    static const struct {
+        const char *name;
+        DataKind kind;
+        int nfiles;
+    } more[] = {{"logreg", DATA_CSV, 1},    {"perceptron", DATA_CSV, 1},
+                {"simple_nn", DATA_CSV, 1}, {"mnist_mlp", DATA_IDX, 2},
+                {"nplm", DATA_TEXT, 1},     {"token_tagger", DATA_CSV, 1},
+                {"sentiment", DATA_CSV, 1}};
+    for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
+        const char *rel = arena_printf(arena, "examples/%s.nn", more[i].name);
+        m = compile_at(arena_printf(arena, "%s/%s", GRADC_SOURCE_DIR, rel), read_source(rel));
+        assert_int_equal(m->train.data.kind, more[i].kind);
+        assert_int_equal(m->train.data.nfiles, more[i].nfiles);
+        assert_true(fe_check_data(m, &d));
+    }
+    assert_int_equal(d.nerrors, 0);
+    m = compile_at("nplm.nn", read_source("examples/nplm.nn"));
+    assert_int_equal(m->train.data.context, 8);
+    m = compile_at("mnist_mlp.nn", read_source("examples/mnist_mlp.nn"));
+    assert_true(fabs(m->train.data.scale - 1 / 255.0) < 1e-15);
 }
 
 static const char mlp[] =
