@@ -14,68 +14,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char tmpdir[256];
-static char *out_text, *err_text;
-
-static char *read_all(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    buf[got] = 0;
-    fclose(f);
-    return buf;
-}
-
-/* Run "gradc <args>" in the source root; stdout and stderr into out_text and
- * err_text; returns the exit status. */
-static int gradc(const char *args) {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s >'%s/out' 2>'%s/err' </dev/null", GRADC_SOURCE_DIR,
-             GRADC_BINARY, args, tmpdir, tmpdir);
-    int st = system(cmd);
-    free(out_text);
-    free(err_text);
-    char path[512];
-    snprintf(path, sizeof path, "%s/out", tmpdir);
-    out_text = read_all(path);
-    snprintf(path, sizeof path, "%s/err", tmpdir);
-    err_text = read_all(path);
-    assert_true(WIFEXITED(st)); /* never a crash */
-    return WEXITSTATUS(st);
-}
-
-static void write_file(const char *name, const char *text) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-/* The value of "key": in the last line of a JSON Lines file; NAN if absent. */
-static double last_log_value(const char *path, const char *key) {
-    char *text = read_all(path);
-    char *last = text, *p;
-    for (p = text; *p; p++)
-        if (*p == '\n' && p[1])
-            last = p + 1;
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    char *k = strstr(last, pat);
-    double v = k ? strtod(k + strlen(pat), NULL) : NAN;
-    free(text);
-    return v;
-}
+#include "cli.h"
 
 static void test_no_arguments_is_a_usage_error(void **state) {
     (void)state;
-    assert_int_equal(gradc(""), 2);
+    assert_int_equal(gradc("%s", ""), 2);
     assert_non_null(strstr(err_text, "usage: gradc <command>"));
 }
 
@@ -115,7 +58,7 @@ static void test_bad_model_prints_located_diagnostic(void **state) {
     write_file("bad.nn", "input x[B, 2]\nparam W[2, 3] ~ glorot\nh = relu(x @ W2)\n");
     char args[600];
     snprintf(args, sizeof args, "grad %s/bad.nn", tmpdir);
-    assert_int_equal(gradc(args), 1);
+    assert_int_equal(gradc("%s", args), 1);
     char want[1024];
     snprintf(want, sizeof want,
              "%s/bad.nn:3:14: error: undefined name 'W2'; did you mean 'W'?\n"
@@ -132,7 +75,7 @@ static void test_missing_data_file_points_at_the_path(void **state) {
                             "train {\n  data = csv(\"missing.csv\", x = 0, y = 1)\n}\n");
     char args[600];
     snprintf(args, sizeof args, "train %s/nodata.nn", tmpdir);
-    assert_int_equal(gradc(args), 1);
+    assert_int_equal(gradc("%s", args), 1);
     assert_non_null(strstr(err_text, "nodata.nn:6:14: error: cannot open data file 'missing.csv'"));
     assert_non_null(strstr(err_text, "No such file or directory"));
 }
@@ -144,7 +87,7 @@ static void test_unknown_optimizer_suggests_the_closest(void **state) {
                          "train {\n  data = csv(\"opt.csv\", x = 0, y = 1)\n  optimizer = sdg(lr = 0.1)\n}\n");
     char args[600], want[1024];
     snprintf(args, sizeof args, "train %s/opt.nn", tmpdir);
-    assert_int_equal(gradc(args), 1);
+    assert_int_equal(gradc("%s", args), 1);
     snprintf(want, sizeof want,
              "%s/opt.nn:7:15: error: unknown optimizer 'sdg'; did you mean 'sgd'?\n"
              "    7 |   optimizer = sdg(lr = 0.1)\n"
@@ -158,7 +101,7 @@ static void test_model_without_loss_cannot_train(void **state) {
     write_file("noloss.nn", "input x[B, 1]\nparam w[1, 1] = 0\noutput y = x @ w\n");
     char args[600];
     snprintf(args, sizeof args, "train %s/noloss.nn", tmpdir);
-    assert_int_equal(gradc(args), 1);
+    assert_int_equal(gradc("%s", args), 1);
     assert_non_null(strstr(err_text, "the model has no 'loss = ...' statement"));
 }
 
@@ -168,7 +111,7 @@ static void test_xor_example_trains_below_0_05(void **state) {
     char args[800];
     snprintf(args, sizeof args, "train examples/xor.nn -q --log %s/xor.jsonl --save %s/xor.safetensors",
              tmpdir, tmpdir);
-    assert_int_equal(gradc(args), 0);
+    assert_int_equal(gradc("%s", args), 0);
     assert_string_equal(out_text, ""); /* -q */
     char log[512];
     snprintf(log, sizeof log, "%s/xor.jsonl", tmpdir);
@@ -187,14 +130,14 @@ static void test_iris_example_reaches_95_percent(void **state) {
     char args[800], log[512];
     snprintf(args, sizeof args, "train examples/iris.nn -q --split 0 --log %s/iris.jsonl --save %s/iris.safetensors",
              tmpdir, tmpdir);
-    assert_int_equal(gradc(args), 0);
+    assert_int_equal(gradc("%s", args), 0);
     snprintf(log, sizeof log, "%s/iris.jsonl", tmpdir);
     assert_true(last_log_value(log, "accuracy") >= 0.95);
     assert_true(isnan(last_log_value(log, "val_loss")));
 
     snprintf(args, sizeof args, "train examples/iris.nn --log %s/iris2.jsonl --save %s/iris.safetensors",
              tmpdir, tmpdir);
-    assert_int_equal(gradc(args), 0);
+    assert_int_equal(gradc("%s", args), 0);
     assert_non_null(strstr(out_text, "epoch 600/600"));
     assert_non_null(strstr(out_text, "val_loss"));
     snprintf(log, sizeof log, "%s/iris2.jsonl", tmpdir);
@@ -214,7 +157,7 @@ static void test_small_examples_reach_their_targets(void **state) {
         char args[800], log[512];
         snprintf(args, sizeof args, "train examples/%s.nn -q --log %s/%s.jsonl --save %s/%s.st",
                  examples[i].name, tmpdir, examples[i].name, tmpdir, examples[i].name);
-        assert_int_equal(gradc(args), 0);
+        assert_int_equal(gradc("%s", args), 0);
         snprintf(log, sizeof log, "%s/%s.jsonl", tmpdir, examples[i].name);
         double acc = last_log_value(log, "accuracy");
         if (!(acc >= examples[i].accuracy))
@@ -237,9 +180,9 @@ static void test_same_seed_same_log(void **state) {
     (void)state;
     char args[800], a[512], b[512];
     snprintf(args, sizeof args, "train examples/iris.nn -q --epochs 5 --log %s/s1.jsonl --save %s/s.safetensors", tmpdir, tmpdir);
-    assert_int_equal(gradc(args), 0);
+    assert_int_equal(gradc("%s", args), 0);
     snprintf(args, sizeof args, "train examples/iris.nn -q --epochs 5 --log %s/s2.jsonl --save %s/s.safetensors", tmpdir, tmpdir);
-    assert_int_equal(gradc(args), 0);
+    assert_int_equal(gradc("%s", args), 0);
     snprintf(a, sizeof a, "%s/s1.jsonl", tmpdir);
     snprintf(b, sizeof b, "%s/s2.jsonl", tmpdir);
     assert_true(last_log_value(a, "loss") == last_log_value(b, "loss"));

@@ -1,0 +1,91 @@
+/* cli.h: what the tests of the gradc command share: running the built
+ * binary (GRADC_BINARY) from the source root with its output captured, and
+ * files in a temporary directory that main() makes with mkdtemp. */
+#ifndef GRADC_TESTS_CLI_H
+#define GRADC_TESTS_CLI_H
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#define assert_contains(hay, needle)                                                        \
+    do {                                                                                    \
+        if (!strstr((hay), (needle)))                                                       \
+            fail_msg("expected \"%s\" in \"%s\"", (needle), (hay));                         \
+    } while (0)
+
+static char tmpdir[256];
+static char *out_text, *err_text;
+
+static char *read_all(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return strdup("");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    size_t got = fread(buf, 1, (size_t)n, f);
+    buf[got] = 0;
+    fclose(f);
+    return buf;
+}
+
+/* Run "gradc <args>" in the source root; stdout and stderr into out_text and
+ * err_text; returns the exit status. */
+static int gradc(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int gradc(const char *fmt, ...) {
+    char args[1500], cmd[2400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s >'%s/out' 2>'%s/err' </dev/null",
+             GRADC_SOURCE_DIR, GRADC_BINARY, args, tmpdir, tmpdir);
+    int st = system(cmd);
+    free(out_text);
+    free(err_text);
+    char path[512];
+    snprintf(path, sizeof path, "%s/out", tmpdir);
+    out_text = read_all(path);
+    snprintf(path, sizeof path, "%s/err", tmpdir);
+    err_text = read_all(path);
+    assert_true(WIFEXITED(st)); /* never a crash */
+    return WEXITSTATUS(st);
+}
+
+/* name in the temporary directory (four results live at once). */
+static inline const char *tmp(const char *name) {
+    static char path[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(path[k], sizeof path[k], "%s/%s", tmpdir, name);
+    return path[k];
+}
+
+static inline void write_file(const char *name, const char *text) {
+    FILE *f = fopen(tmp(name), "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The value of "key": in the last line of a JSON Lines file; NAN if absent. */
+static inline double last_log_value(const char *path, const char *key) {
+    char *text = read_all(path);
+    char *last = text, *p;
+    for (p = text; *p; p++)
+        if (*p == '\n' && p[1])
+            last = p + 1;
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    char *k = strstr(last, pat);
+    double v = k ? strtod(k + strlen(pat), NULL) : NAN;
+    free(text);
+    return v;
+}
+
+#endif
