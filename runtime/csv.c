@@ -530,8 +530,9 @@ static RtStatus convert_int(Load *L, const RtTensor *t, int col, int32_t *out) {
             return csv_fail(c, c->line, col + 1, "expected an integer, found '%.60s'", s);
         v = (int64_t)x;
         if (t->limit > 0 && (v < 0 || v >= t->limit))
-            return csv_fail(c, c->line, col + 1, "label %lld is out of range for %lld classes",
-                            (long long)v, (long long)t->limit);
+            return csv_fail(c, c->line, col + 1, "value %lld is out of range for input '%s', "
+                            "which takes 0 to %lld",
+                            (long long)v, t->name, (long long)(t->limit - 1));
     }
     *out = (int32_t)v;
     return RT_OK;

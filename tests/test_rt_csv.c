@@ -167,9 +167,9 @@ static void test_csv_label_out_of_range_names_value_and_limit(void **state) {
     (void)state;
     RtModel m = xy_model(4);
     RtCsvSpec spec = by_index(write_tmp("range.csv", "a,b,c\n1,2,0\n1,2,2\n1,2,3\n"), true);
-    expect_error(&m, &spec, "range.csv:4:3: label 3 is out of range for 3 classes");
+    expect_error(&m, &spec, "range.csv:4:3: value 3 is out of range for input 'y', which takes 0 to 2");
     spec = by_index(write_tmp("neg.csv", "1,2,-1\n"), false);
-    expect_error(&m, &spec, "neg.csv:1:3: label -1 is out of range for 3 classes");
+    expect_error(&m, &spec, "neg.csv:1:3: value -1 is out of range for input 'y', which takes 0 to 2");
 }
 
 static void test_csv_string_labels_beyond_limit_are_an_error(void **state) {
