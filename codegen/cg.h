@@ -27,6 +27,9 @@ CgModule *cg_compile(const Graph *g, const Plan *plan, const CgOptions *o, Diags
 RtFn cg_program(const CgModule *m, ProgramKind kind);
 /* The module's LLVM IR as text, after optimisation (malloc'ed; free()). */
 char *cg_llvm_ir(const CgModule *m);
+/* The host assembly of the optimised module (malloc'ed), or NULL and *err
+ * (malloc'ed). */
+char *cg_module_asm(const CgModule *m, char **err);
 void cg_free(CgModule *m);
 
 #endif

@@ -75,9 +75,4 @@ LLVMValueRef cg_emit_intrinsic2(LLVMBuilderRef b, LLVMModuleRef m, const char *n
 LLVMModuleRef cg_lower(LLVMContextRef ctx, const Graph *g, const Plan *plan, int elem_size,
                        Arena *a, const char *names[PROG_COUNT]);
 
-/* ---- cg.c ---------------------------------------------------------------------
- * For tests: the host assembly of the compiled module's optimised IR
- * (malloc'ed), or NULL and *err (malloc'ed). */
-char *cg_module_asm(const CgModule *m, char **err);
-
 #endif

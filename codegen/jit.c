@@ -232,13 +232,14 @@ static void set_jit_err(CgJit *j, char **err, const char *what, LLVMErrorRef e) 
  * linker keep libopenblas and libm even under --as-needed, and defining them
  * as absolute symbols needs no dynamic symbol lookup. Plain libm names
  * because LLVM lowers llvm.exp.f64 to `exp`, llvm.pow.f32 to `powf`, and
- * so on; erf, erfc and log1p for float64 gelu and softplus; memset/memcpy/
+ * so on; erf, erfc and log1p for float64 gelu and softplus; sin and cos for
+ * schedules (llvm.sin, llvm.cos); memset/memcpy/
  * memmove because it turns loops into them. */
 #define JIT_SYMBOLS(X)                                                                        \
     X(cblas_sgemm) X(cblas_dgemm) X(exp) X(expf) X(exp2) X(exp2f) X(log) X(logf) X(log2)      \
     X(log2f) X(tanh) X(tanhf) X(pow) X(powf) X(sqrt) X(sqrtf) X(floor) X(floorf) X(ceil)      \
-    X(ceilf) X(fmod) X(fmodf) X(erf) X(erff) X(erfc) X(erfcf) X(log1p) X(log1pf) X(memset)     \
-    X(memcpy) X(memmove)
+    X(ceilf) X(fmod) X(fmodf) X(erf) X(erff) X(erfc) X(erfcf) X(log1p) X(log1pf) X(sin)       \
+    X(sinf) X(cos) X(cosf) X(memset) X(memcpy) X(memmove)
 
 /* Define JIT_SYMBOLS in jd as absolute, exported, callable symbols. */
 static LLVMErrorRef define_host_symbols(LLVMOrcLLJITRef lljit, LLVMOrcJITDylibRef jd) {

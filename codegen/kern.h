@@ -54,7 +54,7 @@ typedef struct Map {
 
 typedef enum AccessKind {
     ACC_LOAD,  /* a stored tensor read by the kernel */
-    ACC_STORE, /* the root, written */
+    ACC_STORE, /* a root, written (an update kernel has several) */
     ACC_INDEX, /* no buffer: a body node's own row-major element index (DROPOUT) */
 } AccessKind;
 

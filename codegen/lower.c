@@ -264,6 +264,7 @@ static LLVMValueRef arg(Kern *k, const Node *n, int s, const Map *map) {
     }
 NOT_LOWERED(input)  /* stored leaf: loaded by eval */
 NOT_LOWERED(param)  /* stored leaf: loaded by eval */
+NOT_LOWERED(state)  /* stored leaf: loaded by eval */
 NOT_LOWERED(hyper)  /* stored leaf: loaded by eval */
 NOT_LOWERED(reshape) /* a view of its source's buffer; no kernel */
 #undef NOT_LOWERED
@@ -341,6 +342,23 @@ LLVMValueRef lower_dgelu(Kern *k, const Node *n, const Map *map) {
 }
 LLVMValueRef lower_softplus(Kern *k, const Node *n, const Map *map) {
     return cg_emit_softplus(k->b, k->L->mod, arg(k, n, 0, map));
+}
+
+/* sin, cos, floor and a ^ b as LLVM's intrinsics. floor becomes one
+ * rounding instruction and vectorises; sin, cos and pow become libm calls
+ * (sinf, cosf, powf, or the double ones): they exist for schedules, scalar
+ * values that LLVM hoists out of any loop. */
+LLVMValueRef lower_sin(Kern *k, const Node *n, const Map *map) {
+    return cg_emit_intrinsic1(k->b, k->L->mod, "llvm.sin", arg(k, n, 0, map));
+}
+LLVMValueRef lower_cos(Kern *k, const Node *n, const Map *map) {
+    return cg_emit_intrinsic1(k->b, k->L->mod, "llvm.cos", arg(k, n, 0, map));
+}
+LLVMValueRef lower_floor(Kern *k, const Node *n, const Map *map) {
+    return cg_emit_intrinsic1(k->b, k->L->mod, "llvm.floor", arg(k, n, 0, map));
+}
+LLVMValueRef lower_power(Kern *k, const Node *n, const Map *map) {
+    return cg_emit_intrinsic2(k->b, k->L->mod, "llvm.pow", arg(k, n, 0, map), arg(k, n, 1, map));
 }
 
 /* x^p for a constant p: exact shortcuts for the common exponents, repeated
@@ -497,8 +515,8 @@ LLVMValueRef lower_transpose(Kern *k, const Node *n, const Map *map) {
 LLVMValueRef lower_expand(Kern *k, const Node *n, const Map *map) {
     return arg(k, n, 0, map);
 }
-/* The new value of the parameter; the kernel stores it at the root's
- * offset, which the plan made the parameter's own. */
+/* The new value of the parameter or state; the kernel stores it at the
+ * ASSIGN's offset, which the plan made the destination's own. */
 LLVMValueRef lower_assign(Kern *k, const Node *n, const Map *map) {
     return arg(k, n, 1, map);
 }
@@ -509,7 +527,16 @@ LLVMValueRef lower_assign(Kern *k, const Node *n, const Map *map) {
  * store and each dropout's index) has stride[j] == stride[j+1] * size[j+1],
  * so [B,16] * [B,16] is one loop of 16B while [B,16] + [16] stays two (B
  * outer, 16 inner). Each access's offset is accumulated level by level; the
- * innermost body evaluates the root under the identity map and stores it. */
+ * innermost body evaluates the root under the identity map and stores it.
+ * An update kernel has several roots (its ASSIGNs: the parameter and its
+ * states, all of one shape): the body computes every root's value, which
+ * loads every old value it reads, before it stores any, so that no root
+ * reads another's new value. */
+
+/* Root r of a fused kernel: its root, then the further roots of an update. */
+static const Node *kernel_root(const Kernel *kr, int r) {
+    return r == 0 ? kr->root : kr->more.items[r - 1];
+}
 
 static void emit_fused(Kern *k) {
     const Node *root = k->k->root;
@@ -568,9 +595,16 @@ static void emit_fused(Kern *k) {
     }
     k->memo.len = 0;
     Map id = map_identity(rank);
-    LLVMValueRef v = eval(k, root, &id);
-    Access *out = access_find(k, root, &id, ACC_STORE);
-    store_at(k, root, out->off, v);
+    int nroots = 1 + k->k->more.len;
+    LLVMValueRef *v = arena_alloc(k->L->a, sizeof *v * (size_t)nroots);
+    for (int r = 0; r < nroots; r++)
+        v[r] = eval(k, kernel_root(k->k, r), &id);
+    for (int r = 0; r < nroots; r++) {
+        const Node *x = kernel_root(k->k, r);
+        Access *out = access_find(k, x, &id, ACC_STORE);
+        gc_assert(out);
+        store_at(k, x, out->off, v[r]);
+    }
     for (int l = nl - 1; l >= 0; l--)
         cg_loop_close(k, &lp[l], NULL);
 }
@@ -621,14 +655,19 @@ static void emit_kernel(Lower *L, Kern *k, const Kernel *kr, const char *name) {
         k->in_body = arena_alloc(L->a, (size_t)L->g->nodes.len);
         for (int i = 0; i < kr->body.len; i++)
             k->in_body[kr->body.items[i]->id] = true;
-        gc_assert(k->in_body[root->id]);
         Map id = map_identity(root->shape.rank);
-        collect(k, root, &id, true);
-        collect(k, root, &id, false);
+        for (int r = 0; r < 1 + kr->more.len; r++) {
+            const Node *x = kernel_root(kr, r);
+            gc_assert(k->in_body[x->id] && shape_eq(&x->shape, &root->shape));
+            gc_assert(r == 0 || x->op == OP_ASSIGN);
+            collect(k, x, &id, true);
+            collect(k, x, &id, false);
+        }
         kern_begin(k, name);
         emit_fused(k);
     } else {
         gc_assert(kr->body.len == 0 || (kr->body.len == 1 && kr->body.items[0] == root));
+        gc_assert(kr->more.len == 0);
         buf_add(k, root);
         for (int s = 0; s < root->nsrc; s++)
             buf_add(k, root->src[s]);

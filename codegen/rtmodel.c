@@ -52,6 +52,22 @@ static RtProgram program_of(Arena *a, const Graph *g, const Program *p, RtFn fn)
     return rp;
 }
 
+/* The IR's InitKind and RtInitKind are the same list in the same order. */
+static RtInit init_of(const Init *in) {
+    return (RtInit){(RtInitKind)in->kind, in->a, in->b, in->values, in->nvalues};
+}
+
+static RtHyperKind hyper_kind(HyperKind k) {
+    switch (k) {
+    case HYPER_VALUE: return RT_HYPER_VALUE;
+    case HYPER_STEP: return RT_HYPER_STEP;
+    case HYPER_EPOCH: return RT_HYPER_EPOCH;
+    case HYPER_EPOCHS: return RT_HYPER_EPOCHS;
+    case HYPER_RNG: return RT_HYPER_RNG;
+    }
+    gc_unreachable();
+}
+
 RtModel *cg_rt_model(Arena *a, const Graph *g, const Plan *plan, RtFn const fns[PROG_COUNT]) {
     RtModel *m = arena_alloc(a, sizeof *m);
     const size_t *off = plan->prog[PROG_TRAIN].offset; /* leaves: the same in every program */
@@ -65,8 +81,7 @@ RtModel *cg_rt_model(Arena *a, const Graph *g, const Plan *plan, RtFn const fns[
     for (int i = 0; i < g->params.len; i++) {
         const Param *p = &g->params.items[i];
         params[i] = tensor_of(p->node, p->name, off[p->node->id]);
-        inits[i] = (RtInit){(RtInitKind)p->init.kind, p->init.a, p->init.b, p->init.values,
-                            p->init.nvalues};
+        inits[i] = init_of(&p->init);
     }
     m->nparams = g->params.len;
     m->params = params;
@@ -83,16 +98,37 @@ RtModel *cg_rt_model(Arena *a, const Graph *g, const Plan *plan, RtFn const fns[
 
     RtTensor *hypers = arena_alloc(a, sizeof(RtTensor) * (size_t)(g->hypers.len + 1));
     double *defaults = arena_alloc(a, sizeof(double) * (size_t)(g->hypers.len + 1));
+    RtHyperKind *kinds = arena_alloc(a, sizeof(RtHyperKind) * (size_t)(g->hypers.len + 1));
     for (int i = 0; i < g->hypers.len; i++) {
         const Hyper *h = &g->hypers.items[i];
         hypers[i] = tensor_of(h->node, h->name, off[h->node->id]);
         defaults[i] = h->value;
+        kinds[i] = hyper_kind(h->kind);
     }
     m->nhypers = g->hypers.len;
     m->hypers = hypers;
     m->hyper_defaults = defaults;
+    m->hyper_kinds = kinds;
 
+    RtTensor *states = arena_alloc(a, sizeof(RtTensor) * (size_t)(g->states.len + 1));
+    RtInit *state_inits = arena_alloc(a, sizeof(RtInit) * (size_t)(g->states.len + 1));
+    int *state_param = arena_alloc(a, sizeof(int) * (size_t)(g->states.len + 1));
+    for (int i = 0; i < g->states.len; i++) {
+        const State *st = &g->states.items[i];
+        states[i] = tensor_of(st->node, st->name, off[st->node->id]);
+        state_inits[i] = init_of(&st->init);
+        state_param[i] = st->param;
+    }
+    m->nstates = g->states.len;
+    m->states = states;
+    m->state_inits = state_inits;
+    m->state_param = state_param;
+
+    /* The train program's roots are loss, lr (if the rule has one), then
+     * the updates (fuse.c, collect_roots). */
     m->train = program_of(a, g, &plan->prog[PROG_TRAIN], fns[PROG_TRAIN]);
+    m->train_lr_root = g->lr && m->train.nroots > 1 ? 1 : 0;
+    gc_assert(!m->train_lr_root || plan->prog[PROG_TRAIN].roots.items[1] == g->lr);
     m->grad = program_of(a, g, &plan->prog[PROG_GRAD], fns[PROG_GRAD]);
     m->eval = program_of(a, g, &plan->prog[PROG_EVAL], fns[PROG_EVAL]);
     m->predict = program_of(a, g, &plan->prog[PROG_PREDICT], fns[PROG_PREDICT]);

@@ -2,7 +2,8 @@
  *
  * The runtime sees a compiled model only as an RtModel (runtime/rt.h): where
  * each parameter, input, hyperparameter and program result lives in the
- * arena, how parameters are initialised, which functions to call. This
+ * arena, how parameters and optimizer states are initialised, what kind of
+ * value each hyperparameter holds, which functions to call. This
  * builds that description from the Graph and its Plan; the JIT fills in the
  * function pointers, an ahead-of-time build writes the same data out.
  * No LLVM here.

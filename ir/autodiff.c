@@ -64,6 +64,7 @@ static Node *unbroadcast(Graph *g, Node *n, Node *c, const Shape *to) {
 static Node *grad_input(Graph *g, Node *n, Node *dy, int i) { (void)g, (void)n, (void)dy, (void)i; gc_unreachable(); }
 static Node *grad_param(Graph *g, Node *n, Node *dy, int i) { (void)g, (void)n, (void)dy, (void)i; gc_unreachable(); }
 static Node *grad_const(Graph *g, Node *n, Node *dy, int i) { (void)g, (void)n, (void)dy, (void)i; gc_unreachable(); }
+static Node *grad_state(Graph *g, Node *n, Node *dy, int i) { (void)g, (void)n, (void)dy, (void)i; gc_unreachable(); }
 static Node *grad_hyper(Graph *g, Node *n, Node *dy, int i) { (void)g, (void)n, (void)dy, (void)i; gc_unreachable(); }
 static Node *grad_numel(Graph *g, Node *n, Node *dy, int i) { (void)g, (void)n, (void)dy, (void)i; gc_unreachable(); }
 static Node *grad_assign(Graph *g, Node *n, Node *dy, int i) { (void)g, (void)n, (void)dy, (void)i; gc_unreachable(); }
@@ -76,6 +77,8 @@ static Node *grad_cast(Graph *g, Node *n, Node *dy, int i) { (void)g, (void)n, (
 static Node *grad_onehot(Graph *g, Node *n, Node *dy, int i) { (void)g, (void)n, (void)dy, (void)i; return NULL; }
 /* d sign(x)/dx = 0 (almost everywhere) */
 static Node *grad_sign(Graph *g, Node *n, Node *dy, int i) { (void)g, (void)n, (void)dy, (void)i; return NULL; }
+/* d floor(x)/dx = 0 (almost everywhere) */
+static Node *grad_floor(Graph *g, Node *n, Node *dy, int i) { (void)g, (void)n, (void)dy, (void)i; return NULL; }
 /* a comparison */
 static Node *grad_eq(Graph *g, Node *n, Node *dy, int i) { (void)g, (void)n, (void)dy, (void)i; return NULL; }
 
@@ -172,6 +175,20 @@ static Node *grad_softplus(Graph *g, Node *n, Node *dy, int i) {
     return mul(g, n, dy, ir_unary(g, OP_SIGMOID, n->src[0], L));
 }
 
+/* d sin(x) = g * cos(x) */
+static Node *grad_sin(Graph *g, Node *n, Node *dy, int i) {
+    (void)i;
+    MATH("g * cos(x)");
+    return mul(g, n, dy, ir_unary(g, OP_COS, n->src[0], L));
+}
+
+/* d cos(x) = -g * sin(x) */
+static Node *grad_cos(Graph *g, Node *n, Node *dy, int i) {
+    (void)i;
+    MATH("-g * sin(x)");
+    return neg(g, n, mul(g, n, dy, ir_unary(g, OP_SIN, n->src[0], L)));
+}
+
 /* d x^p = g * p * x^(p-1) */
 static Node *grad_pow(Graph *g, Node *n, Node *dy, int i) {
     (void)i;
@@ -182,6 +199,22 @@ static Node *grad_pow(Graph *g, Node *n, Node *dy, int i) {
     Node *x = n->src[0];
     Node *xp = p == 2 ? x : ir_powc(g, x, p - 1, L);
     return mul(g, n, dy, mul(g, n, cst(g, n, p), xp));
+}
+
+/* y = a^b:
+ *   d/da = g * b * a^(b - 1)   (not g * b * y / a, which is NaN at a = 0)
+ *   d/db = g * y * log(a), taken as 0 where a = 0 (PyTorch's convention,
+ *          right for b > 0 where y = 0): log(a + (a == 0)) is log(1) there */
+static Node *grad_power(Graph *g, Node *n, Node *dy, int i) {
+    Node *a = n->src[0], *b = n->src[1];
+    if (i == 0) {
+        MATH("g * b * a^(b - 1)");
+        Node *bm1 = sub(g, n, b, cst(g, n, 1));
+        return mul(g, n, dy, mul(g, n, b, ir_binary(g, OP_POW, a, bm1, L)));
+    }
+    MATH("g * a^b * log(a), 0 where a = 0");
+    Node *a0 = ir_binary(g, OP_ADD, a, ir_binary(g, OP_EQ, a, cst(g, n, 0), L), L);
+    return mul(g, n, dy, mul(g, n, n, ir_unary(g, OP_LOG, a0, L)));
 }
 
 /* d(a + b) = g, g */

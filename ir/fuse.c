@@ -1,7 +1,8 @@
 /* fuse.c: cut a program out of the graph, fuse it into kernels, schedule.
  *
- * requires: an optimized graph (ir_optimize), ad_backward and opt_build for
- * the programs that need them. produces: Program.roots and Program.kernels.
+ * requires: an optimized graph (ir_optimize), ad_backward and the update
+ * (ir_update_begin/end) for the programs that need them. produces:
+ * Program.roots and Program.kernels.
  *
  * Fusion turns every maximal group of elementwise and movement nodes into
  * one loop kernel over the group root's shape. A node is computed inline
@@ -13,11 +14,17 @@
  * Matrix products, reductions, softmax and the like are one kernel each;
  * a reshape is a view of its source's storage and has no kernel.
  *
- * An update kernel (ASSIGN root) overwrites its parameter while it runs and
- * runs after the other kernels, so a node computed inside it may read no
- * parameter but its own, and that one only elementwise (index for index);
- * a node that reads another parameter, or its own through a transpose or a
- * broadcast, is stored by a kernel of its own that runs before any update.
+ * Updates: all the ASSIGNs of one parameter (into the parameter itself and
+ * into each of its states) are one group, and so one loop that stores them
+ * all (Kernel.more); a value only they use (Adam's new first moment, stored
+ * and used by the parameter's step) is computed inline once per element.
+ * An update kernel overwrites its parameter and states while it runs, and
+ * update kernels run after every other kernel, so a node computed inside
+ * one may read no parameter or state but its own group's, and those only
+ * elementwise (index for index: each element is loaded before it is
+ * stored); a node that reads another parameter or state, or its own
+ * through a transpose or a broadcast, is stored by a kernel of its own that
+ * runs before any update (a reduction such as a norm always is).
  */
 #include "pass.h"
 
@@ -39,33 +46,47 @@ static bool duplicable(const Node *n) {
 
 /* Lives in the persistent region; kernels load it. */
 static bool stored_leaf(const Node *n) {
-    return n->op == OP_INPUT || n->op == OP_PARAM || n->op == OP_HYPER;
+    return n->op == OP_INPUT || n->op == OP_PARAM || n->op == OP_STATE || n->op == OP_HYPER;
 }
 
-/* Does x depend on node p? (seen: scratch, one flag per node, cleared) */
-static bool depends_on(const Node *x, const Node *p, bool *seen) {
-    if (x == p)
+/* The parameter (index in Graph.params) whose storage n is: a PARAM itself,
+ * or a STATE of it; -1 for anything else. */
+static int owner_of(const Graph *g, const Node *n) {
+    if (n->op == OP_PARAM)
+        return n->attr.leaf.index;
+    if (n->op == OP_STATE)
+        return g->states.items[n->attr.leaf.index].param;
+    return -1;
+}
+
+/* Does x depend on a parameter or state of parameter `owner`? (seen:
+ * scratch, one flag per node, cleared) */
+static bool depends_on_owner(const Graph *g, const Node *x, int owner, bool *seen) {
+    if (owner_of(g, x) == owner)
         return true;
     if (seen[x->id])
         return false;
     seen[x->id] = true;
     for (int s = 0; s < x->nsrc; s++)
-        if (depends_on(x->src[s], p, seen))
+        if (depends_on_owner(g, x->src[s], owner, seen))
             return true;
     return false;
 }
 
-/* x may be computed inside the update kernel of parameter p (NULL: of
- * some parameter): it reads no other parameter directly, and an index map
- * (transpose, broadcast) does not read p at all, at any depth. */
-static bool safe_in_update(const Node *x, const Node *p, bool *seen, int n) {
-    for (int s = 0; s < x->nsrc; s++)
-        if (x->src[s]->op == OP_PARAM && (x->src[s] != p || op_has(x->op, OPF_MOVE)))
+/* x may be computed inside the update kernel of parameter `owner` (-1: of
+ * some parameter): it reads no other parameter's storage (parameter or
+ * state) directly, and an index map (transpose, broadcast) reads none of
+ * the owner's at all, at any depth. */
+static bool safe_in_update(const Graph *g, const Node *x, int owner, bool *seen, int n) {
+    for (int s = 0; s < x->nsrc; s++) {
+        int o = owner_of(g, x->src[s]);
+        if (o >= 0 && (o != owner || op_has(x->op, OPF_MOVE)))
             return false;
-    if (!op_has(x->op, OPF_MOVE) || !p)
+    }
+    if (!op_has(x->op, OPF_MOVE) || owner < 0)
         return true;
     memset(seen, 0, (size_t)n);
-    return !depends_on(x, p, seen);
+    return !depends_on_owner(g, x, owner, seen);
 }
 
 static void collect_roots(Graph *g, Program *p) {
@@ -75,6 +96,8 @@ static void collect_roots(Graph *g, Program *p) {
         if (!g->loss || !g->has_update)
             return;
         vec_push(a, &p->roots, g->loss);
+        if (g->lr)
+            vec_push(a, &p->roots, g->lr);
         for (int i = 0; i < g->updates.len; i++)
             vec_push(a, &p->roots, g->updates.items[i]);
         return;
@@ -102,7 +125,8 @@ static void collect_roots(Graph *g, Program *p) {
     gc_unreachable();
 }
 
-/* Adds to body, in id order, the inline nodes that root's value needs. */
+/* Adds to body the inline nodes that n's value needs, and n (seen: the
+ * nodes already in body). */
 static void collect_body(Node *n, const bool *mat, bool *seen, Kernel *k, Arena *a) {
     if (seen[n->id])
         return;
@@ -119,6 +143,28 @@ static void collect_body(Node *n, const bool *mat, bool *seen, Kernel *k, Arena 
 
 static int by_id(const void *x, const void *y) {
     return (*(Node *const *)x)->id - (*(Node *const *)y)->id;
+}
+
+/* The fused kernel of root and the further roots more[0, nmore) (the other
+ * ASSIGNs of an update group): body in id order, then root moved to the
+ * end. ASSIGNs have no consumers, so that order is still topological. */
+static Kernel fused_kernel(Node *root, Node **more, int nmore, const bool *mat, bool *seen,
+                           Arena *a) {
+    Kernel k = {.root = root, .fused = true};
+    collect_body(root, mat, seen, &k, a);
+    for (int i = 0; i < nmore; i++) {
+        vec_push(a, &k.more, more[i]);
+        collect_body(more[i], mat, seen, &k, a);
+    }
+    qsort(k.body.items, (size_t)k.body.len, sizeof(Node *), by_id);
+    int r = 0;
+    while (k.body.items[r] != root)
+        r++;
+    memmove(&k.body.items[r], &k.body.items[r + 1], sizeof(Node *) * (size_t)(k.body.len - r - 1));
+    k.body.items[k.body.len - 1] = root;
+    for (int b = 0; b < k.body.len; b++) /* inline nodes may repeat across kernels */
+        seen[k.body.items[b]->id] = false;
+    return k;
 }
 
 void fuse_program(Graph *g, Program *p, bool *mat) {
@@ -152,10 +198,14 @@ void fuse_program(Graph *g, Program *p, bool *mat) {
                 cons[x->src[s]->id][ncons[x->src[s]->id]++] = x;
     }
 
-    /* Groups, deciding from the last node back. dest[group]: the parameter
-     * an update group writes, else NULL. */
+    /* Groups, deciding from the last node back. owner[group]: the parameter
+     * an update group writes (its ASSIGNs), else -1; update[param]: that
+     * parameter's update group. */
     int *gid = arena_alloc(a, sizeof(int) * (size_t)n);
-    Node **dest = arena_alloc(a, sizeof(Node *) * (size_t)(n + 1));
+    int *owner = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
+    int *update = arena_alloc(a, sizeof(int) * (size_t)(g->params.len + 1));
+    for (int i = 0; i < g->params.len; i++)
+        update[i] = GID_NONE;
     bool *scratch = arena_alloc(a, (size_t)n);
     int ngroups = 0;
     for (int i = n - 1; i >= 0; i--) {
@@ -167,11 +217,22 @@ void fuse_program(Graph *g, Program *p, bool *mat) {
             mat[i] = true;
             continue;
         }
-        if (!fusible(x) || x->op == OP_ASSIGN || is_root[i]) {
+        if (x->op == OP_ASSIGN) {
+            int o = owner_of(g, x->src[0]);
+            gc_assert(o >= 0);
+            if (update[o] == GID_NONE) {
+                owner[ngroups] = o;
+                update[o] = ngroups++;
+            }
             mat[i] = true;
-            gid[i] = fusible(x) ? ngroups++ : GID_NONE;
-            if (x->op == OP_ASSIGN)
-                dest[gid[i]] = x->src[0];
+            gid[i] = update[o];
+            continue;
+        }
+        if (!fusible(x) || is_root[i]) {
+            mat[i] = true;
+            gid[i] = GID_NONE;
+            if (fusible(x))
+                owner[gid[i] = ngroups++] = -1;
             continue;
         }
         int group = GID_NONE;
@@ -184,8 +245,8 @@ void fuse_program(Graph *g, Program *p, bool *mat) {
             }
             int ug = gid[u->id];
             /* A consumer spread over several groups may be in an update. */
-            if ((ug >= 0 && dest[ug] && !safe_in_update(x, dest[ug], scratch, n)) ||
-                (ug == GID_MULTI && !safe_in_update(x, NULL, scratch, n))) {
+            if ((ug >= 0 && owner[ug] >= 0 && !safe_in_update(g, x, owner[ug], scratch, n)) ||
+                (ug == GID_MULTI && !safe_in_update(g, x, -1, scratch, n))) {
                 inline_ok = false;
                 break;
             }
@@ -199,27 +260,34 @@ void fuse_program(Graph *g, Program *p, bool *mat) {
             gid[i] = group;
         } else {
             mat[i] = true;
-            gid[i] = ngroups++;
+            owner[gid[i] = ngroups++] = -1;
         }
     }
 
-    /* Kernels in topological order of their roots; updates last, after
-     * every read of the parameters they overwrite. */
+    /* Kernels in topological order of their roots; then the updates, one
+     * kernel per parameter in the order of its first ASSIGN, after every
+     * read of the parameters and states they overwrite. */
     bool *seen = arena_alloc(a, (size_t)n);
-    for (int pass = 0; pass < 2; pass++)
-        for (int i = 0; i < n; i++) {
-            Node *x = g->nodes.items[i];
-            if (!need[i] || !mat[i] || stored_leaf(x) || op_has(x->op, OPF_VIEW))
-                continue;
-            if ((x->op == OP_ASSIGN) != (pass == 1))
-                continue;
-            Kernel k = {.root = x, .fused = fusible(x)};
-            if (k.fused) {
-                collect_body(x, mat, seen, &k, a);
-                qsort(k.body.items, (size_t)k.body.len, sizeof(Node *), by_id);
-                for (int b = 0; b < k.body.len; b++) /* inline nodes may repeat across kernels */
-                    seen[k.body.items[b]->id] = false;
-            }
-            vec_push(a, &p->kernels, k);
-        }
+    for (int i = 0; i < n; i++) {
+        Node *x = g->nodes.items[i];
+        if (!need[i] || !mat[i] || stored_leaf(x) || op_has(x->op, OPF_VIEW) || x->op == OP_ASSIGN)
+            continue;
+        Kernel k = {.root = x};
+        if (fusible(x))
+            k = fused_kernel(x, NULL, 0, mat, seen, a);
+        vec_push(a, &p->kernels, k);
+    }
+    bool *done = arena_alloc(a, (size_t)(ngroups + 1));
+    Node **more = arena_alloc(a, sizeof(Node *) * (size_t)(g->updates.len + 1));
+    for (int i = 0; i < n; i++) {
+        Node *x = g->nodes.items[i];
+        if (!need[i] || x->op != OP_ASSIGN || done[gid[i]])
+            continue;
+        done[gid[i]] = true;
+        int nmore = 0;
+        for (int j = i + 1; j < n; j++)
+            if (need[j] && g->nodes.items[j]->op == OP_ASSIGN && gid[j] == gid[i])
+                more[nmore++] = g->nodes.items[j];
+        vec_push(a, &p->kernels, fused_kernel(x, more, nmore, mat, seen, a));
+    }
 }

@@ -147,29 +147,66 @@ Node *ir_param(Graph *g, const char *name, const Shape *s, Init init, Loc loc) {
     return n;
 }
 
-Node *ir_hyper(Graph *g, const char *name, double value) {
-    for (int i = 0; i < g->hypers.len; i++)
-        if (strcmp(g->hypers.items[i].name, name) == 0)
-            return g->hypers.items[i].node;
+/* A scalar HYPER leaf of kind k named name, appended to Graph.hypers. */
+static Node *new_hyper(Graph *g, const char *name, HyperKind k, DType dt, double value) {
     Shape scalar = {0};
-    Node *n = new_node(g, OP_HYPER, DT_FLOAT, &scalar, (Loc){0}, 0, NULL, NULL);
+    Node *n = new_node(g, OP_HYPER, dt, &scalar, (Loc){0}, 0, NULL, NULL);
     n->name = arena_strdup(g->arena, name);
     n->attr.leaf.index = g->hypers.len;
-    Hyper h = {n->name, n, value};
+    Hyper h = {n->name, n, value, k};
     vec_push(g->arena, &g->hypers, h);
     return n;
 }
 
-Node *ir_rng_key(Graph *g) {
+static Node *find_hyper(Graph *g, const char *name) {
     for (int i = 0; i < g->hypers.len; i++)
-        if (strcmp(g->hypers.items[i].name, "rng") == 0)
+        if (strcmp(g->hypers.items[i].name, name) == 0)
             return g->hypers.items[i].node;
-    Shape scalar = {0};
-    Node *n = new_node(g, OP_HYPER, DT_INT, &scalar, (Loc){0}, 0, NULL, NULL);
-    n->name = "rng";
-    n->attr.leaf.index = g->hypers.len;
-    Hyper h = {n->name, n, 0};
-    vec_push(g->arena, &g->hypers, h);
+    return NULL;
+}
+
+/* The runtime-set hypers' fixed names; a value hyper may not take them. */
+static const char *const hyper_kind_names[] = {
+    [HYPER_VALUE] = NULL, [HYPER_STEP] = "t", [HYPER_EPOCH] = "epoch",
+    [HYPER_EPOCHS] = "epochs", [HYPER_RNG] = "rng",
+};
+
+Node *ir_hyper(Graph *g, const char *name, double value) {
+    Node *n = find_hyper(g, name);
+    if (n) {
+        gc_assert(g->hypers.items[n->attr.leaf.index].kind == HYPER_VALUE);
+        return n;
+    }
+    return new_hyper(g, name, HYPER_VALUE, DT_FLOAT, value);
+}
+
+Node *ir_hyper_kind(Graph *g, HyperKind k) {
+    gc_assert(k == HYPER_STEP || k == HYPER_EPOCH || k == HYPER_EPOCHS);
+    Node *n = find_hyper(g, hyper_kind_names[k]);
+    if (n) {
+        gc_assert(g->hypers.items[n->attr.leaf.index].kind == k);
+        return n;
+    }
+    return new_hyper(g, hyper_kind_names[k], k, DT_FLOAT, 0);
+}
+
+Node *ir_rng_key(Graph *g) {
+    Node *n = find_hyper(g, hyper_kind_names[HYPER_RNG]);
+    if (n) {
+        gc_assert(g->hypers.items[n->attr.leaf.index].kind == HYPER_RNG);
+        return n;
+    }
+    return new_hyper(g, hyper_kind_names[HYPER_RNG], HYPER_RNG, DT_INT, 0);
+}
+
+Node *ir_state(Graph *g, const char *name, int param, Init init, Loc loc) {
+    gc_assert(param >= 0 && param < g->params.len);
+    const Node *p = g->params.items[param].node;
+    Node *n = new_node(g, OP_STATE, DT_FLOAT, &p->shape, loc, 0, NULL, NULL);
+    n->name = arena_strdup(g->arena, name);
+    n->attr.leaf.index = g->states.len;
+    State st = {n->name, n, param, init, loc};
+    vec_push(g->arena, &g->states, st);
     return n;
 }
 
@@ -559,9 +596,13 @@ Node *ir_scatter_add(Graph *g, Node *src, Node *ids, int64_t rows, Loc loc) {
     return new_node(g, OP_SCATTER_ADD, DT_FLOAT, &s, loc, 2, src, ids);
 }
 
-Node *ir_assign(Graph *g, Node *param, Node *value) {
-    gc_assert(param->op == OP_PARAM && shape_eq(&param->shape, &value->shape));
-    Node *n = new_node(g, OP_ASSIGN, DT_FLOAT, &param->shape, param->loc, 2, param, value);
+/* The destination's own location: the update is of that parameter or state. */
+Node *ir_assign(Graph *g, Node *dest, Node *value) {
+    gc_assert(dest->op == OP_PARAM || dest->op == OP_STATE);
+    if (!value)
+        return NULL;
+    gc_assert(value->dtype == DT_FLOAT && shape_eq(&dest->shape, &value->shape));
+    Node *n = new_node(g, OP_ASSIGN, DT_FLOAT, &dest->shape, dest->loc, 2, dest, value);
     vec_push(g->arena, &g->updates, n);
     return n;
 }

@@ -76,14 +76,15 @@ struct Node {
     const char *name; /* the variable, parameter or input it is bound to; or NULL */
 
     /* Gradient provenance: set on every node that autodiff or an optimizer
-     * made. rule is "<op>'" or "sgd"; math the formula it applied; origin
-     * the forward node it differentiates (NULL for optimizer nodes). */
+     * made. rule is "<op>'" or the update rule's name ("adam"); math the
+     * formula it applied; origin the forward node it differentiates (for
+     * update nodes: the parameter, or NULL). */
     const char *rule;
     const char *math;
     Node *origin;
 
     union {
-        struct { int index; } leaf;        /* INPUT, PARAM, HYPER: index in the graph's table */
+        struct { int index; } leaf;        /* INPUT, PARAM, STATE, HYPER: index in the graph's table */
         struct { double value; } cst;      /* CONST */
         struct { double p; } pow;          /* POWC */
         struct {                           /* SUM, MEAN; NUMEL: of and axes */
@@ -134,11 +135,31 @@ typedef struct Param {
     Node *grad; /* set by ad_backward: dloss/dparam, same shape */
 } Param;
 
+/* What the runtime stores in a HYPER leaf, and when. */
+typedef enum HyperKind {
+    HYPER_VALUE,  /* Hyper.value, when a session starts (lr, beta1, ...) */
+    HYPER_STEP,   /* t: the number of the step being taken, from 1; before every step */
+    HYPER_EPOCH,  /* epoch: the epochs finished before this step (0 in the first) */
+    HYPER_EPOCHS, /* epochs: the run's total number of epochs */
+    HYPER_RNG,    /* rng (int32): fresh random bits before every step (dropout) */
+} HyperKind;
+
 typedef struct Hyper {
-    const char *name; /* "lr" */
+    const char *name; /* "lr", "t", "rng" */
     Node *node;
-    double value; /* the default the runtime stores when a session starts */
+    double value; /* HYPER_VALUE: the value the runtime stores when a session starts */
+    HyperKind kind;
 } Hyper;
+
+/* An optimizer state: one slot per parameter and state of the rule, shaped
+ * like the parameter, named "opt.<state>.<param>" in weight files. */
+typedef struct State {
+    const char *name;
+    Node *node;
+    int param; /* its parameter: an index in Graph.params */
+    Init init; /* INIT_CONST: every element init.a */
+    Loc loc;   /* the state's declaration in the rule */
+} State;
 
 typedef struct Output {
     const char *name;
@@ -166,11 +187,14 @@ typedef struct Graph {
     Vec(Node *) nodes;
     Vec(Input) inputs;
     Vec(Param) params;
+    Vec(State) states;
     Vec(Hyper) hypers;
     Vec(Output) outputs;
     Node *loss;       /* a scalar, or NULL when the model has no loss */
     Metric metric;
     Vec(Node *) updates; /* ASSIGN nodes of the optimizer */
+    Node *lr;            /* the learning rate the update applies (a scalar), logged per
+                            epoch as "lr"; NULL if the rule has none */
     int ndropout;        /* dropout masks made so far: the next DROPOUT's salt */
     /* Nodes with ids from grad_start were made by ad_backward, from
      * update_start by the optimizer; both are nodes.len until those run. */
@@ -192,7 +216,15 @@ Graph *graph_new(Arena *a, Diags *d, const char *name);
  * one mistake gives one error. */
 Node *ir_input(Graph *g, const char *name, DType dt, const Shape *s, Loc loc);
 Node *ir_param(Graph *g, const char *name, const Shape *s, Init init, Loc loc);
+/* The HYPER_VALUE hyper name (made on first use with value; later calls
+ * return it unchanged). The names of the other kinds are taken. */
 Node *ir_hyper(Graph *g, const char *name, double value);
+/* The float hyper of kind k (HYPER_STEP "t", HYPER_EPOCH "epoch",
+ * HYPER_EPOCHS "epochs"), made on first use. */
+Node *ir_hyper_kind(Graph *g, HyperKind k);
+/* A STATE leaf of parameter number `param` (a float tensor of its shape)
+ * named name, appended to Graph.states. */
+Node *ir_state(Graph *g, const char *name, int param, Init init, Loc loc);
 /* The int32 scalar hyper "rng": the runtime stores fresh random bits in it
  * before every step of the train and grad programs (dropout masks). */
 Node *ir_rng_key(Graph *g);
@@ -227,7 +259,9 @@ Node *ir_slice(Graph *g, Node *x, int axis, int64_t start, int64_t len, Loc loc)
 Node *ir_gather(Graph *g, Node *table, Node *ids, Loc loc);
 /* The adjoint of gather into a table of `rows` rows (internal). */
 Node *ir_scatter_add(Graph *g, Node *src, Node *ids, int64_t rows, Loc loc);
-Node *ir_assign(Graph *g, Node *param, Node *value);
+/* dest (a PARAM or a STATE) <- value, a float tensor of dest's shape;
+ * appended to Graph.updates. NULL (silently) when value is NULL. */
+Node *ir_assign(Graph *g, Node *dest, Node *value);
 
 /* NumPy broadcasting of a and b into out; false if they do not broadcast. */
 bool shape_broadcast(const Shape *a, const Shape *b, Shape *out);
@@ -237,20 +271,13 @@ bool shape_broadcast(const Shape *a, const Shape *b, Shape *out);
  * (a zero constant where the loss does not depend on it). Requires g->loss. */
 void ad_backward(Graph *g);
 
-/* An update rule: appends the nodes that compute each parameter's new value
- * and the ASSIGN nodes that store it (Graph.updates). */
-typedef struct Optimizer {
-    const char *name;
-    void (*build)(Graph *g, const struct Optimizer *opt);
-    int nhyper;
-    const char *hyper_names[8];
-    double hyper_values[8];
-} Optimizer;
-
-const Optimizer *opt_lookup(const char *name); /* the built-in rules; NULL if unknown */
-/* The built-in rules' names, for messages; *n is their count. */
-const char *const *opt_names(int *n);
-void opt_build(Graph *g, const Optimizer *opt);
+/* The optimizer's nodes are made between ir_update_begin (which sets
+ * update_start and has_update; requires ad_backward) and ir_update_end:
+ * for each parameter, its new value and those of its states, each stored
+ * by an ASSIGN. The front end builds them from the rule in the model
+ * language (frontend/optim.c). */
+void ir_update_begin(Graph *g);
+void ir_update_end(Graph *g);
 
 /* ---- passes ------------------------------------------------------------------
  * Each pass says what it requires and what it keeps in its own file. */
@@ -263,7 +290,7 @@ void ir_optimize(Graph *g);
 /* ---- programs, fusion, memory plan --------------------------------------- */
 
 typedef enum ProgramKind {
-    PROG_TRAIN,   /* loss, gradients, optimizer update; roots: loss */
+    PROG_TRAIN,   /* loss, gradients, optimizer update; roots: loss, lr (if any), updates */
     PROG_GRAD,    /* loss and every parameter's gradient; no update */
     PROG_EVAL,    /* loss and the metric's prediction, no dropout */
     PROG_PREDICT, /* the outputs */
@@ -273,11 +300,17 @@ typedef enum ProgramKind {
 /* A kernel computes one materialized node (root). A fused kernel is one loop
  * over root's shape that computes body (elementwise and movement nodes, in
  * topological order, root last) inline; other kernels are one node each. An
- * ASSIGN root stores into its parameter. */
+ * ASSIGN root stores into its parameter or state. An update kernel stores
+ * every ASSIGN of one parameter (the parameter and its states) in one loop:
+ * root is the first, `more` the others (all of root's shape, in id order),
+ * and body holds what all of them need, each once, and the ASSIGNs
+ * themselves (root still last). Each iteration computes every stored value
+ * before it stores any. */
 typedef struct Kernel {
     Node *root;
     bool fused;
     Vec(Node *) body;
+    Vec(Node *) more; /* further ASSIGN roots of the same loop; empty elsewhere */
 } Kernel;
 
 #define PLAN_NONE ((size_t)-1)
@@ -298,13 +331,13 @@ typedef struct Program {
 typedef struct Plan {
     int64_t max_batch;
     int elem_size;              /* 4 (float32) or 8 (float64) */
-    size_t persistent_bytes;    /* params, inputs, hypers */
+    size_t persistent_bytes;    /* params, states, inputs, hypers */
     size_t arena_bytes;         /* max over programs */
     Program prog[PROG_COUNT];
 } Plan;
 
 /* Cut the programs out of the optimized graph, fuse, schedule and plan memory
- * for batches up to max_batch. Requires ad_backward and opt_build for train. */
+ * for batches up to max_batch. Requires ad_backward and the update for train. */
 Plan *ir_plan(Graph *g, int64_t max_batch, int elem_size);
 /* The same for only the programs whose bit (1u << ProgramKind) is in mask;
  * the others get no roots and no kernels. */

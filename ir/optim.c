@@ -1,54 +1,32 @@
-/* optim.c: optimizer update rules as graph builders.
+/* optim.c: the bracket around an optimizer's update nodes.
  *
- * Requires: ad_backward (Param.grad). Adds: for every parameter, the nodes of
- * its new value and an ASSIGN that stores it, stamped with the rule's name.
- * Hyperparameters are HYPER leaves the runtime sets before each step, so
- * changing the learning rate needs no recompilation. A rule is a function
- * over one parameter; the table below is where new rules plug in.
+ * Requires: ad_backward (Param.grad). The update rules themselves are not
+ * here: they are written in the model language and the front end lowers
+ * one, per parameter, into ordinary nodes between ir_update_begin and
+ * ir_update_end: HYPER leaves for its hyperparameters (values the runtime
+ * sets, so changing one needs no recompilation, and t, epoch, epochs),
+ * STATE leaves for its per-parameter state, and one ASSIGN per parameter
+ * and state that stores the new value. Fusion turns all the ASSIGNs of one
+ * parameter into one loop (fuse.c).
  */
 #include "ir.h"
 
-#include <string.h>
-
-/* p <- p - lr * g */
-static void build_sgd(Graph *g, const Optimizer *opt) {
-    Node *lr = ir_hyper(g, opt->hyper_names[0], opt->hyper_values[0]);
-    g->cur_rule = "sgd";
-    g->cur_math = "p - lr * g";
-    for (int i = 0; i < g->params.len; i++) {
-        Param *p = &g->params.items[i];
-        g->cur_origin = p->node;
-        Node *step = ir_binary(g, OP_MUL, lr, p->grad, p->loc);
-        ir_assign(g, p->node, ir_binary(g, OP_SUB, p->node, step, p->loc));
-    }
-}
-
-static const Optimizer builtin[] = {
-    {"sgd", build_sgd, 1, {"lr"}, {0.01}},
-};
-
-const char *const *opt_names(int *n) {
-    enum { N = sizeof builtin / sizeof builtin[0] };
-    static const char *names[N];
-    for (int i = 0; i < N; i++)
-        names[i] = builtin[i].name;
-    *n = N;
-    return names;
-}
-
-const Optimizer *opt_lookup(const char *name) {
-    for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++)
-        if (strcmp(builtin[i].name, name) == 0)
-            return &builtin[i];
-    return NULL;
-}
-
-void opt_build(Graph *g, const Optimizer *opt) {
+void ir_update_begin(Graph *g) {
+    gc_assert(g->has_grad && !g->has_update);
     for (int i = 0; i < g->params.len; i++)
         gc_assert(g->params.items[i].grad);
     g->update_start = g->nodes.len;
     g->has_update = true;
-    opt->build(g, opt);
+}
+
+/* Checks what fusion and the runtime rely on: every ASSIGN writes a
+ * different parameter or state, and the learning rate is a float scalar. */
+void ir_update_end(Graph *g) {
+    gc_assert(g->has_update);
+    for (int i = 0; i < g->updates.len; i++)
+        for (int j = i + 1; j < g->updates.len; j++)
+            gc_assert(g->updates.items[i]->src[0] != g->updates.items[j]->src[0]);
+    gc_assert(!g->lr || (g->lr->shape.rank == 0 && g->lr->dtype == DT_FLOAT));
     g->cur_rule = g->cur_math = NULL;
     g->cur_origin = NULL;
 }

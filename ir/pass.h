@@ -19,8 +19,9 @@ Node *fwd_get(Node **fwd, Node *x);
 void graph_apply_forwards(Graph *g, Node **fwd);
 /* Mark dead every node that no root of any program needs. */
 void pass_dce(Graph *g);
-/* Every node a program may compute from: loss, outputs, metric, gradients,
- * updates; calls f for each. */
+/* Every node a program may compute from: loss, outputs, metric, learning
+ * rate, gradients, updates, and the leaves (inputs, parameters, states,
+ * hypers); calls f for each. */
 void graph_for_each_root(Graph *g, void (*f)(Node *n, void *ud), void *ud);
 
 /* Collect p's roots (by p->kind), fuse and schedule its kernels; mat[id]

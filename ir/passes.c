@@ -27,6 +27,7 @@ void graph_apply_forwards(Graph *g, Node **fwd) {
     }
     g->loss = fwd_get(fwd, g->loss);
     g->metric.pred = fwd_get(fwd, g->metric.pred);
+    g->lr = fwd_get(fwd, g->lr);
     for (int i = 0; i < g->outputs.len; i++)
         g->outputs.items[i].node = fwd_get(fwd, g->outputs.items[i].node);
     for (int i = 0; i < g->params.len; i++)
@@ -38,6 +39,8 @@ void graph_for_each_root(Graph *g, void (*f)(Node *n, void *ud), void *ud) {
         f(g->loss, ud);
     if (g->metric.pred)
         f(g->metric.pred, ud);
+    if (g->lr)
+        f(g->lr, ud);
     for (int i = 0; i < g->outputs.len; i++)
         f(g->outputs.items[i].node, ud);
     for (int i = 0; i < g->params.len; i++)
@@ -50,6 +53,8 @@ void graph_for_each_root(Graph *g, void (*f)(Node *n, void *ud), void *ud) {
         f(g->inputs.items[i].node, ud);
     for (int i = 0; i < g->params.len; i++)
         f(g->params.items[i].node, ud);
+    for (int i = 0; i < g->states.len; i++)
+        f(g->states.items[i].node, ud);
     for (int i = 0; i < g->hypers.len; i++)
         f(g->hypers.items[i].node, ud);
 }

@@ -3,8 +3,10 @@
  * requires: fuse_program. produces: Plan, with every stored node's byte
  * offset in one arena sized for batches up to max_batch.
  *
- * Layout: a persistent region (parameters, inputs, hyperparameters, the same
- * offsets in every program), then each program's temporaries. Temporaries
+ * Layout: a persistent region (parameters, optimizer states, inputs,
+ * hyperparameters: the same offsets in every program), then each program's
+ * temporaries. An ASSIGN has its destination's offset: updates store in
+ * place. Temporaries
  * are placed by a linear scan over the kernel order: a buffer lives from the
  * kernel that writes it to the last kernel that reads it (to the end for the
  * program's roots), and takes the lowest gap between live buffers that fits.
@@ -83,8 +85,12 @@ static void plan_program(Graph *g, Plan *plan, Program *p, const size_t *persist
     size_t top = plan->persistent_bytes, peak = 0;
     for (int k = 0; k < nk; k++) {
         Node *x = p->kernels.items[k].root;
-        if (x->op == OP_ASSIGN) { /* writes its parameter in place */
+        if (x->op == OP_ASSIGN) { /* writes its parameter and states in place */
             p->offset[x->id] = p->offset[x->src[0]->id];
+            for (int m = 0; m < p->kernels.items[k].more.len; m++) {
+                Node *y = p->kernels.items[k].more.items[m];
+                p->offset[y->id] = p->offset[y->src[0]->id];
+            }
             continue;
         }
         /* Buffers whose last reader ran before this kernel are free. */
@@ -131,7 +137,8 @@ Plan *ir_plan_programs(Graph *g, int64_t max_batch, int elem_size, unsigned mask
     size_t top = 0;
     for (int i = 0; i < n; i++) {
         Node *x = g->nodes.items[i];
-        if (x->dead || !(x->op == OP_INPUT || x->op == OP_PARAM || x->op == OP_HYPER))
+        if (x->dead ||
+            !(x->op == OP_INPUT || x->op == OP_PARAM || x->op == OP_STATE || x->op == OP_HYPER))
             continue;
         persistent[i] = top;
         top = align_up(top + node_bytes(x, max_batch, elem_size));

@@ -4,7 +4,8 @@
  * the nodes that remain. Rewrites, each only when the result has the node's
  * own shape:
  *   x + 0, 0 + x, x - 0, x * 1, 1 * x, x / 1, x ^ 1  ->  x
- *   -(-x) -> x;  c1 op c2 (scalar constants) -> c
+ *   -(-x) -> x;  c1 op c2, f(c) (scalar constants) -> c
+ *   x ^ c (power, c a scalar constant) -> x ^c (pow with a constant exponent)
  *   transpose(transpose(x)) -> x (or one transpose); identity transpose -> x
  *   reshape/expand to the same shape -> x;  reshape(reshape(x)) -> reshape(x)
  *   expand(reshape(x)) -> expand(x) when the reshape only adds leading 1s
@@ -43,6 +44,10 @@ static bool fold(Op op, double a, double b, double *r) {
     case OP_DIV: *r = a / b; return true;
     case OP_NEG: *r = -a; return true;
     case OP_POWC: *r = pow(a, b); return true;
+    case OP_POW: *r = pow(a, b); return true;
+    case OP_SIN: *r = sin(a); return true;
+    case OP_COS: *r = cos(a); return true;
+    case OP_FLOOR: *r = floor(a); return true;
     default: return false;
     }
 }
@@ -89,6 +94,21 @@ static Node *simplify(Node *n) {
     case OP_NEG:
         if (a->op == OP_NEG)
             return same(n, a->src[0]);
+        break;
+    case OP_POW:
+        /* Lowered with exact shortcuts (squares, square roots) that vectorise. */
+        if (b->op == OP_CONST && b->shape.rank == 0 && a->op != OP_CONST &&
+            shape_eq(&n->shape, &a->shape)) {
+            n->op = OP_POWC;
+            n->nsrc = 1;
+            n->src[1] = NULL;
+            n->attr.pow.p = b->attr.cst.value;
+            return simplify(n);
+        }
+        break;
+    case OP_SIN:
+    case OP_COS:
+    case OP_FLOOR:
         break;
     case OP_TRANSPOSE: {
         bool ident = true;

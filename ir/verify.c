@@ -1,8 +1,10 @@
 /* verify.c: the IR verifier, run between passes in debug builds.
  *
  * Checks what every pass must keep: dense ids, sources older than their
- * users and alive, arities, dtypes, and the shape rules of the op table.
- * Reports the first violation; never modifies the graph.
+ * users and alive, arities, dtypes, the shape rules of the op table, leaves
+ * that match their tables (Graph.params, states, hypers), and updates that
+ * store a float value of the destination's shape into a parameter or a
+ * state. Reports the first violation; never modifies the graph.
  */
 #include "ir.h"
 
@@ -53,7 +55,7 @@ static bool shape_ok(const Node *n) {
     case OP_LOG_SOFTMAX:
         return shape_eq(&a->shape, &n->shape) && n->attr.axis < n->shape.rank;
     case OP_ASSIGN:
-        return a->op == OP_PARAM && shape_eq(&a->shape, &b->shape);
+        return shape_eq(&a->shape, &n->shape) && shape_eq(&b->shape, &n->shape);
     case OP_SUM:
     case OP_MEAN:
     case OP_AMAX:
@@ -63,7 +65,9 @@ static bool shape_ok(const Node *n) {
     case OP_PARAM:
     case OP_CONST:
     case OP_HYPER:
+    case OP_STATE:
     case OP_NUMEL:
+    case OP_SIN: case OP_COS: case OP_FLOOR: case OP_POW:
     case OP_NEG: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_TANH: case OP_SIGMOID:
     case OP_RELU: case OP_STEP: case OP_POWC: case OP_CAST: case OP_ADD: case OP_SUB:
     case OP_MUL: case OP_DIV: case OP_MAX: case OP_BCE:
@@ -73,6 +77,36 @@ static bool shape_ok(const Node *n) {
         return true;
     }
     return true;
+}
+
+/* A leaf agrees with its table entry: index in range, the entry points back
+ * at it; a state is its parameter's shape; a hyper is a scalar of its
+ * kind's dtype. */
+static bool leaf_ok(const Graph *g, const Node *n, const char **what) {
+    int i = n->attr.leaf.index;
+    if (n->op == OP_INPUT) {
+        *what = "not its entry in Graph.inputs";
+        return i >= 0 && i < g->inputs.len && g->inputs.items[i].node == n;
+    }
+    if (n->op == OP_PARAM) {
+        *what = "not its entry in Graph.params, or not a float tensor";
+        return i >= 0 && i < g->params.len && g->params.items[i].node == n && n->dtype == DT_FLOAT;
+    }
+    if (n->op == OP_STATE) {
+        *what = "not its entry in Graph.states, or not a float tensor of its parameter's shape";
+        if (i < 0 || i >= g->states.len || g->states.items[i].node != n || n->dtype != DT_FLOAT)
+            return false;
+        int p = g->states.items[i].param;
+        return p >= 0 && p < g->params.len &&
+               shape_eq(&g->params.items[p].node->shape, &n->shape);
+    }
+    if (n->op == OP_HYPER) {
+        *what = "not its entry in Graph.hypers, or not a scalar of its kind's dtype";
+        if (i < 0 || i >= g->hypers.len || g->hypers.items[i].node != n || n->shape.rank != 0)
+            return false;
+        return n->dtype == (g->hypers.items[i].kind == HYPER_RNG ? DT_INT : DT_FLOAT);
+    }
+    return true; /* CONST, NUMEL: no table */
 }
 
 bool ir_verify(Graph *g, const char **why) {
@@ -89,6 +123,18 @@ bool ir_verify(Graph *g, const char **why) {
                 return fail(why, n, "a source is missing or not older than the node");
             if (n->src[s]->dead)
                 return fail(why, n, "a source is dead");
+            if (op_has(n->src[s]->op, OPF_SINK))
+                return fail(why, n, "a source is an assign, which has no value");
+        }
+        const char *what;
+        if (op_has(n->op, OPF_LEAF) && !leaf_ok(g, n, &what))
+            return fail(why, n, what);
+        if (n->op == OP_ASSIGN) {
+            Op d = n->src[0]->op;
+            if (d != OP_PARAM && d != OP_STATE)
+                return fail(why, n, "the destination is not a parameter or a state");
+            if (n->src[1]->dtype != DT_FLOAT)
+                return fail(why, n, "the stored value is not a float tensor");
         }
         if (n->shape.rank < 0 || n->shape.rank > IR_MAX_RANK)
             return fail(why, n, "rank out of range");
@@ -102,5 +148,10 @@ bool ir_verify(Graph *g, const char **why) {
         if (!shape_ok(n))
             return fail(why, n, "shape does not follow from the sources");
     }
+    for (int i = 0; i < g->updates.len; i++)
+        if (g->updates.items[i]->op != OP_ASSIGN || g->updates.items[i]->dead)
+            return fail(why, g->updates.items[i], "in Graph.updates but not a live assign");
+    if (g->lr && (g->lr->dead || g->lr->shape.rank != 0 || g->lr->dtype != DT_FLOAT))
+        return fail(why, g->lr, "Graph.lr is not a live float scalar");
     return true;
 }

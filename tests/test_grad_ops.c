@@ -79,6 +79,7 @@ static Node *batch_labels(Case *c) {
 static void case_input(Case *c) { c->skip = "a leaf: nothing to differentiate"; }
 static void case_param(Case *c) { c->skip = "a leaf: nothing to differentiate"; }
 static void case_const(Case *c) { c->skip = "a leaf: nothing to differentiate"; }
+static void case_state(Case *c) { c->skip = "a leaf: nothing to differentiate"; }
 static void case_hyper(Case *c) { c->skip = "a leaf: nothing to differentiate"; }
 static void case_numel(Case *c) { c->skip = "a leaf (its use by mean over the batch is case_mean)"; }
 static void case_assign(Case *c) { c->skip = "a sink: the optimizer's store"; }
@@ -99,6 +100,22 @@ UNARY_CASE(abs, OP_ABS, -2, 2, 0.05)
 UNARY_CASE(gelu, OP_GELU, -3, 3, 0)
 UNARY_CASE(dgelu, OP_DGELU, -3, 3, 0)
 UNARY_CASE(softplus, OP_SOFTPLUS, -4, 4, 0)
+UNARY_CASE(sin, OP_SIN, -4, 4, 0)
+UNARY_CASE(cos, OP_COS, -4, 4, 0)
+
+/* floor has derivative 0: y = floor(a) * a has derivative floor(a) (the
+ * values are fixed and none is near an integer). */
+static void case_floor(Case *c) {
+    Node *a = par(c, "a", 2, 2, 3, -2.9, 2.9, 0.05);
+    finish(c, ir_binary(c->g, OP_MUL, ir_unary(c->g, OP_FLOOR, a, L0), a, L0));
+}
+
+/* a ^ b with a > 0, the exponent [3] broadcast over a's rows: both the
+ * base and the exponent get a gradient. */
+static void case_power(Case *c) {
+    Node *a = par(c, "a", 2, 2, 3, 0.3, 2.5, 0), *b = par(c, "b", 1, 3, 0, -2, 2, 0.1);
+    finish(c, ir_binary(c->g, OP_POW, a, b, L0));
+}
 
 /* sign has derivative 0: y = sign(a) * a^2 has derivative 2 |a|. */
 static void case_sign(Case *c) {
@@ -365,7 +382,7 @@ static void test_every_op_gradient_matches_finite_differences(void **state) {
             checked++;
         }
     }
-    assert_int_equal(checked, OP_COUNT - 6); /* all but 5 leaves and the sink */
+    assert_int_equal(checked, OP_COUNT - 7); /* all but 6 leaves and the sink */
 }
 
 int main(void) {

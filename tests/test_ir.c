@@ -1,6 +1,7 @@
 /* test_ir.c: the graph IR without a front end or code generator: shapes,
- * builder diagnostics, autodiff structure, simplification, CSE, fusion and
- * the memory plan's invariants. */
+ * builder diagnostics, autodiff structure, simplification, CSE, hypers and
+ * optimizer states, the verifier, fusion (update kernels included), the
+ * printer and the memory plan's invariants. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -102,6 +103,21 @@ static Graph *small_mlp(Fx *f) {
     return g;
 }
 
+/* p <- p - lr * dp for every parameter, built the way the front end builds
+ * an update rule. Requires ad_backward. */
+static void sgd_update(Graph *g, double lr) {
+    ir_update_begin(g);
+    g->lr = ir_hyper(g, "lr", lr);
+    g->cur_rule = "sgd";
+    g->cur_math = "p - lr * g";
+    for (int i = 0; i < g->params.len; i++) {
+        Param *p = &g->params.items[i];
+        Node *step = ir_binary(g, OP_MUL, g->lr, p->grad, (Loc){0});
+        ir_assign(g, p->node, ir_binary(g, OP_SUB, p->node, step, (Loc){0}));
+    }
+    ir_update_end(g);
+}
+
 static void test_autodiff_gives_each_param_a_gradient_of_its_shape(void **state) {
     Fx *f = *state;
     Graph *g = small_mlp(f);
@@ -194,7 +210,7 @@ static void test_fusion_and_plan_of_small_mlp(void **state) {
     Fx *f = *state;
     Graph *g = small_mlp(f);
     ad_backward(g);
-    opt_build(g, opt_lookup("sgd"));
+    sgd_update(g, 0.01);
     ir_optimize(g);
     Plan *plan = ir_plan(g, 8, 4);
     Program *p = &plan->prog[PROG_TRAIN];
@@ -246,6 +262,273 @@ static void test_fusion_and_plan_of_small_mlp(void **state) {
     assert_int_equal(plan->prog[PROG_PREDICT].kernels.len, 0); /* no outputs */
 }
 
+/* ---- hypers, optimizer states, updates -------------------------------------- */
+
+/* Adam without bias correction, for every parameter: states m and v (in
+ * that order, each stored before the parameter), hypers lr b1 b2 eps. */
+static void adam_update(Graph *g) {
+    const Loc l = {0};
+    ir_update_begin(g);
+    Node *lr = g->lr = ir_hyper(g, "lr", 1e-3);
+    Node *b1 = ir_hyper(g, "b1", 0.9), *b2 = ir_hyper(g, "b2", 0.999);
+    Node *eps = ir_hyper(g, "eps", 1e-8), *one = ir_const(g, 1, l);
+    g->cur_rule = "adam";
+    for (int i = 0; i < g->params.len; i++) {
+        Param *p = &g->params.items[i];
+        Node *m = ir_state(g, arena_printf(g->arena, "opt.m.%s", p->name), i, zero_init(), l);
+        Node *v = ir_state(g, arena_printf(g->arena, "opt.v.%s", p->name), i, zero_init(), l);
+        Node *dp = p->grad;
+        Node *m2 = ir_binary(g, OP_ADD, ir_binary(g, OP_MUL, b1, m, l),
+                             ir_binary(g, OP_MUL, ir_binary(g, OP_SUB, one, b1, l), dp, l), l);
+        Node *v2 = ir_binary(g, OP_ADD, ir_binary(g, OP_MUL, b2, v, l),
+                             ir_binary(g, OP_MUL, ir_binary(g, OP_SUB, one, b2, l),
+                                       ir_binary(g, OP_MUL, dp, dp, l), l), l);
+        m2->name = "m";
+        ir_assign(g, m, m2);
+        ir_assign(g, v, v2);
+        Node *den = ir_binary(g, OP_ADD, ir_unary(g, OP_SQRT, v2, l), eps, l);
+        Node *step = ir_binary(g, OP_DIV, ir_binary(g, OP_MUL, lr, m2, l), den, l);
+        ir_assign(g, p->node, ir_binary(g, OP_SUB, p->node, step, l));
+    }
+    ir_update_end(g);
+}
+
+static void test_hypers_have_kinds_and_states_their_params_shape(void **state) {
+    Fx *f = *state;
+    Graph *g = f->g;
+    Shape ws = shp(2, 3, 4);
+    ir_param(g, "b", &ws, zero_init(), (Loc){0});
+    ir_param(g, "W", &ws, zero_init(), (Loc){0});
+    Node *lr = ir_hyper(g, "lr", 0.5);
+    Node *t = ir_hyper_kind(g, HYPER_STEP), *ep = ir_hyper_kind(g, HYPER_EPOCH);
+    Node *eps = ir_hyper_kind(g, HYPER_EPOCHS), *rng = ir_rng_key(g);
+    assert_ptr_equal(ir_hyper_kind(g, HYPER_STEP), t); /* made once */
+    assert_ptr_equal(ir_hyper(g, "lr", 0.7), lr);
+    assert_ptr_equal(ir_rng_key(g), rng);
+    assert_int_equal(g->hypers.len, 5);
+    static const char *const names[] = {"lr", "t", "epoch", "epochs", "rng"};
+    static const HyperKind kinds[] = {HYPER_VALUE, HYPER_STEP, HYPER_EPOCH, HYPER_EPOCHS, HYPER_RNG};
+    Node *nodes[] = {lr, t, ep, eps, rng};
+    for (int i = 0; i < 5; i++) {
+        Hyper *h = &g->hypers.items[i];
+        assert_string_equal(h->name, names[i]);
+        assert_int_equal(h->kind, kinds[i]);
+        assert_ptr_equal(h->node, nodes[i]);
+        assert_int_equal(nodes[i]->op, OP_HYPER);
+        assert_int_equal(nodes[i]->attr.leaf.index, i);
+        assert_int_equal(nodes[i]->shape.rank, 0);
+        assert_int_equal(nodes[i]->dtype, i == 4 ? DT_INT : DT_FLOAT);
+    }
+    assert_true(g->hypers.items[0].value == 0.5);
+
+    Node *m = ir_state(g, "opt.m.W", 1, (Init){.kind = INIT_CONST, .a = 0.25}, (Loc){0});
+    assert_int_equal(m->op, OP_STATE);
+    assert_int_equal(m->dtype, DT_FLOAT);
+    assert_true(shape_eq(&m->shape, &ws));
+    assert_int_equal(m->attr.leaf.index, 0);
+    assert_int_equal(g->states.len, 1);
+    assert_ptr_equal(g->states.items[0].node, m);
+    assert_int_equal(g->states.items[0].param, 1);
+    assert_true(g->states.items[0].init.a == 0.25);
+    const char *why = NULL;
+    assert_true(ir_verify(g, &why));
+}
+
+/* The verifier checks state leaves against Graph.states, ASSIGN
+ * destinations, that nothing reads an ASSIGN, and hyper dtypes. */
+static void test_verify_checks_states_assigns_and_hypers(void **state) {
+    Fx *f = *state;
+    Graph *g = small_mlp(f);
+    ad_backward(g);
+    adam_update(g);
+    const char *why = NULL;
+    assert_true(ir_verify(g, &why));
+    Node *m = g->states.items[0].node;   /* opt.m.W, [2, 3] */
+    Node *up = g->updates.items[0];       /* opt.m.W <- ... */
+
+    m->shape = shp(2, 3, 2);
+    assert_false(ir_verify(g, &why));
+    assert_non_null(strstr(why, "state"));
+    m->shape = g->params.items[0].node->shape;
+
+    up->src[0] = g->lr; /* into a hyper */
+    assert_false(ir_verify(g, &why));
+    assert_non_null(strstr(why, "not a parameter or a state"));
+    up->src[0] = m;
+
+    Node *bad = ir_unary(g, OP_NEG, g->params.items[0].node, (Loc){0});
+    bad->src[0] = up; /* reading a sink */
+    assert_false(ir_verify(g, &why));
+    assert_non_null(strstr(why, "assign"));
+    bad->dead = true;
+
+    g->hypers.items[0].kind = HYPER_RNG; /* lr: a float, so not the int rng */
+    assert_false(ir_verify(g, &why));
+    assert_non_null(strstr(why, "hyper"));
+    g->hypers.items[0].kind = HYPER_VALUE;
+
+    Node *pw = ir_binary(g, OP_POW, g->params.items[1].node, ir_const(g, 2, (Loc){0}), (Loc){0});
+    assert_true(ir_verify(g, &why));
+    pw->shape = shp(1, 4, 0);
+    assert_false(ir_verify(g, &why));
+    assert_non_null(strstr(why, "shape"));
+    pw->dead = true;
+    assert_true(ir_verify(g, &why));
+}
+
+/* Adam on the small MLP: one loop per parameter stores the parameter and
+ * both states; the new first moment (stored into m and used by the step)
+ * is computed inline, never stored apart; updates run last; the roots are
+ * loss, lr, then the six ASSIGNs. */
+static void test_fusion_makes_one_update_loop_per_parameter(void **state) {
+    Fx *f = *state;
+    Graph *g = small_mlp(f);
+    ad_backward(g);
+    adam_update(g);
+    ir_optimize(g);
+    Plan *plan = ir_plan(g, 8, 4);
+    Program *p = &plan->prog[PROG_TRAIN];
+    assert_int_equal(p->roots.len, 2 + 6);
+    assert_ptr_equal(p->roots.items[0], g->loss);
+    assert_ptr_equal(p->roots.items[1], g->lr);
+    int nk = p->kernels.len;
+    for (int k = 0; k < nk - 2; k++)
+        assert_int_not_equal(p->kernels.items[k].root->op, OP_ASSIGN);
+    for (int k = nk - 2; k < nk; k++) {
+        Kernel *kn = &p->kernels.items[k];
+        int param = k - (nk - 2); /* W, then b */
+        assert_true(kn->fused);
+        assert_int_equal(kn->root->op, OP_ASSIGN);
+        assert_ptr_equal(kn->root->src[0], g->states.items[2 * param].node); /* m first */
+        assert_int_equal(kn->more.len, 2);
+        assert_ptr_equal(kn->more.items[0]->src[0], g->states.items[2 * param + 1].node);
+        assert_ptr_equal(kn->more.items[1]->src[0], g->params.items[param].node);
+        assert_ptr_equal(kn->body.items[kn->body.len - 1], kn->root);
+        /* Stored in place, and the new m once, inline. */
+        assert_int_equal(p->offset[kn->root->id], p->offset[kn->root->src[0]->id]);
+        assert_int_equal(p->offset[kn->more.items[1]->id], p->offset[g->params.items[param].node->id]);
+        Node *m2 = kn->root->src[1];
+        int seen = 0;
+        for (int b = 0; b < kn->body.len; b++)
+            seen += kn->body.items[b] == m2;
+        assert_int_equal(seen, 1);
+        assert_true(p->offset[m2->id] == PLAN_NONE);
+        assert_ptr_equal(kn->more.items[1]->src[1]->src[1]->src[0]->src[1], m2); /* p - lr*m2/den */
+    }
+    for (int i = 0; i < g->states.len; i++) {
+        size_t off = p->offset[g->states.items[i].node->id];
+        assert_true(off + node_bytes(g->states.items[i].node, 8, 4) <= plan->persistent_bytes);
+        assert_int_equal(plan->prog[PROG_EVAL].offset[g->states.items[i].node->id], off);
+    }
+}
+
+/* W's update reads V (another parameter) elementwise and W transposed;
+ * V's update reads W's norm (a reduction). Each of those reads is stored
+ * by a kernel of its own that runs before every update. */
+static void test_fusion_keeps_reads_of_other_storage_out_of_updates(void **state) {
+    Fx *f = *state;
+    Graph *g = f->g;
+    const Loc l = {0};
+    Shape s = shp(2, 3, 3);
+    Node *w = ir_param(g, "W", &s, zero_init(), l), *v = ir_param(g, "V", &s, zero_init(), l);
+    g->loss = ir_reduce(g, OP_SUM, ir_binary(g, OP_MUL, w, v, l), 0, false, l);
+    ad_backward(g);
+    ir_update_begin(g);
+    Node *lr = g->lr = ir_hyper(g, "lr", 0.1);
+    Node *tie = ir_binary(g, OP_MUL, ir_const(g, 0.5, l), v, l);
+    Node *wt = ir_transpose(g, w, NULL, l);
+    Node *dw = ir_binary(g, OP_ADD, ir_binary(g, OP_ADD, g->params.items[0].grad, tie, l), wt, l);
+    ir_assign(g, w, ir_binary(g, OP_SUB, w, ir_binary(g, OP_MUL, lr, dw, l), l));
+    Node *norm = ir_unary(g, OP_SQRT, ir_reduce(g, OP_SUM, ir_binary(g, OP_MUL, w, w, l), 0, false, l), l);
+    Node *dv = ir_binary(g, OP_MUL, norm, g->params.items[1].grad, l);
+    ir_assign(g, v, ir_binary(g, OP_SUB, v, ir_binary(g, OP_MUL, lr, dv, l), l));
+    ir_update_end(g);
+    ir_optimize(g);
+    Plan *plan = ir_plan(g, 4, 8);
+    Program *p = &plan->prog[PROG_TRAIN];
+    int first_update = -1, tie_k = -1, wt_k = -1;
+    for (int k = 0; k < p->kernels.len; k++) {
+        Node *r = p->kernels.items[k].root;
+        if (r->op == OP_ASSIGN && first_update < 0)
+            first_update = k;
+        if (r == tie)
+            tie_k = k;
+        if (r == wt)
+            wt_k = k;
+        if (r->op == OP_ASSIGN) {
+            assert_int_equal(p->kernels.items[k].more.len, 0);
+            for (int b = 0; b < p->kernels.items[k].body.len; b++) {
+                Node *x = p->kernels.items[k].body.items[b];
+                assert_true(x != tie && x != wt && x->op != OP_SUM);
+            }
+        }
+    }
+    assert_int_equal(first_update, p->kernels.len - 2);
+    assert_true(tie_k >= 0 && tie_k < first_update);
+    assert_true(wt_k >= 0 && wt_k < first_update);
+    assert_true(p->offset[norm->id] != PLAN_NONE || p->offset[norm->src[0]->id] != PLAN_NONE);
+}
+
+/* The printed graph lists the states in a section of their own and names
+ * each ASSIGN's destination; an update kernel names all its stores. */
+static void test_print_shows_states_and_update_kernels(void **state) {
+    Fx *f = *state;
+    Graph *g = small_mlp(f);
+    ad_backward(g);
+    adam_update(g);
+    ir_optimize(g);
+    Plan *plan = ir_plan(g, 8, 4);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    ir_print_graph(out, g);
+    ir_print_program(out, g, &plan->prog[PROG_TRAIN]);
+    fclose(out);
+    const char *st = strstr(text, "# optimizer state");
+    const char *up = strstr(text, "# optimizer update");
+    assert_non_null(st);
+    assert_non_null(up);
+    assert_true(st < up);
+    const char *m = strstr(st, "opt.m.W");
+    assert_non_null(m);
+    assert_true(m < up);
+    assert_non_null(strstr(m, "= state"));
+    assert_non_null(strstr(st, "of W init=0"));
+    assert_non_null(strstr(up, "-> opt.v.b"));
+    assert_non_null(strstr(up, "  lr = %"));
+    assert_null(strstr(up, "= state")); /* printed once, in their section */
+    assert_non_null(strstr(text, "(fused loop, update of W: 3 stores) -> %"));
+    assert_non_null(strstr(text, "opt.m.W, %"));
+    free(text);
+}
+
+/* a ^ c with a constant c becomes the constant-exponent op; scalar
+ * constants fold through power, sin, cos and floor. */
+static void test_simplify_power_and_folds_schedule_ops(void **state) {
+    Fx *f = *state;
+    Graph *g = f->g;
+    const Loc l = {0};
+    Shape xs = shp(2, DIM_BATCH, 3);
+    Node *x = ir_input(g, "x", DT_FLOAT, &xs, l);
+    Node *c = ir_const(g, 2, l);
+    Node *sq = ir_binary(g, OP_POW, x, c, l);
+    Node *k = ir_binary(g, OP_POW, c, ir_const(g, 3, l), l);              /* 8 */
+    k = ir_binary(g, OP_ADD, k, ir_unary(g, OP_COS, ir_const(g, 0, l), l), l);   /* 9 */
+    k = ir_binary(g, OP_ADD, k, ir_unary(g, OP_FLOOR, ir_const(g, -2.5, l), l), l); /* 6 */
+    k = ir_binary(g, OP_ADD, k, ir_unary(g, OP_SIN, ir_const(g, 0, l), l), l);   /* 6 */
+    Output o1 = {"sq", sq}, o2 = {"k", k};
+    vec_push(f->a, &g->outputs, o1);
+    vec_push(f->a, &g->outputs, o2);
+    ir_optimize(g);
+    assert_int_equal(g->outputs.items[0].node->op, OP_POWC);
+    assert_true(g->outputs.items[0].node->attr.pow.p == 2);
+    assert_int_equal(g->outputs.items[0].node->nsrc, 1);
+    assert_int_equal(g->outputs.items[1].node->op, OP_CONST);
+    assert_true(g->outputs.items[1].node->attr.cst.value == 6);
+    const char *why = NULL;
+    assert_true(ir_verify(g, &why));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shape_broadcast_follows_numpy),
@@ -256,6 +539,12 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_simplify_folds_transposes_into_matmul_flags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cse_merges_equal_nodes_and_folds_constants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fusion_and_plan_of_small_mlp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hypers_have_kinds_and_states_their_params_shape, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_checks_states_assigns_and_hypers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fusion_makes_one_update_loop_per_parameter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fusion_keeps_reads_of_other_storage_out_of_updates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_print_shows_states_and_update_kernels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_simplify_power_and_folds_schedule_ops, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
