@@ -5,8 +5,8 @@
  * copy the training loop uses), the CSV layout of the outputs, sampling from
  * a probability row with a temperature, and the generation loop. The
  * compiled predict program computes the outputs; nothing here changes
- * parameters, and the "rng" hyper is never refreshed (dropout is the
- * identity in predict).
+ * parameters, and the per-step hypers are never stored (rt_step_hypers:
+ * dropout is the identity in predict, and it has no optimizer step).
  */
 #include "rt_internal.h"
 

@@ -68,6 +68,15 @@ typedef struct RtProgram {
 
 typedef enum RtMetric { RT_METRIC_NONE, RT_METRIC_ARGMAX, RT_METRIC_THRESHOLD } RtMetric;
 
+/* What the runtime stores in a hyperparameter, and when (the IR's HyperKind). */
+typedef enum RtHyperKind {
+    RT_HYPER_VALUE,  /* hyper_defaults[i] when a session starts; rt_set_hyper changes it */
+    RT_HYPER_STEP,   /* t, float: the number of the step being taken, from 1 */
+    RT_HYPER_EPOCH,  /* epoch, float: the epochs finished before this step */
+    RT_HYPER_EPOCHS, /* epochs, float: the run's total epochs (RtTrainConfig.epochs) */
+    RT_HYPER_RNG,    /* rng, int32: fresh bits from the session RNG */
+} RtHyperKind;
+
 typedef struct RtModel {
     const char *name;
     int elem_size; /* 4: float32, 8: float64 */
@@ -81,7 +90,16 @@ typedef struct RtModel {
     int nhypers;
     const RtTensor *hypers; /* scalars, e.g. "lr" */
     const double *hyper_defaults;
-    RtProgram train;   /* roots: loss */
+    const RtHyperKind *hyper_kinds; /* NULL: all RT_HYPER_VALUE, except an RT_INT "rng" */
+    /* Optimizer states: persistent like the parameters, saved with them
+     * under their names ("opt.m.h.W"); state_param[i] is the index of the
+     * parameter state i belongs to; state_inits[i] its initial value. */
+    int nstates;
+    const RtTensor *states;
+    const RtInit *state_inits;
+    const int *state_param;
+    RtProgram train;   /* roots: loss, then the learning rate if train_lr_root is 1 */
+    int train_lr_root; /* index in train.roots of the scalar learning rate; 0: none */
     RtProgram eval;    /* roots: loss, then the metric's prediction if any */
     RtProgram predict; /* roots: the outputs */
     RtProgram grad;    /* roots: loss, then each parameter's gradient */
@@ -120,26 +138,44 @@ uint64_t rt_rng_below(RtRng *r, uint64_t n); /* uniform in [0, n), unbiased */
 typedef struct RtSession {
     const RtModel *m;
     void *arena; /* m->arena_bytes, 64-byte aligned, zeroed */
-    RtRng rng;
+    RtRng rng;   /* initialisation, then the dropout keys (rt_step_hypers) */
     int64_t step;  /* optimizer steps taken */
     int64_t epoch; /* epochs finished */
+    /* Training rows of epoch epoch + 1 already stepped on: nonzero only when
+     * a step limit stopped rt_train inside an epoch; the next rt_train
+     * continues that epoch from there. */
+    int64_t epoch_rows;
 } RtSession;
 
+/* VALUE hypers hold their defaults, the other kinds 0 until rt_step_hypers. */
 RtStatus rt_session_init(RtSession *s, const RtModel *m, uint64_t seed, RtError *err);
 void rt_session_free(RtSession *s);
-/* Initialise every parameter from its RtInit, in order, from s->rng. */
+/* Initialise every parameter from its RtInit, in order, then every
+ * optimizer state from its state_inits entry, in order, drawing from
+ * s->rng (RT_INIT_CONST draws nothing). */
 void rt_init_params(RtSession *s);
 /* A tensor's storage in the arena. */
 void *rt_ptr(const RtSession *s, const RtTensor *t);
 /* Set a hyperparameter by name (an int hyper gets (int32_t)value); RT_FAIL
  * if the model has none of that name. */
 RtStatus rt_set_hyper(RtSession *s, const char *name, double value, RtError *err);
-/* Dropout randomness: store fresh bits (the low 32 bits of rt_rng_next on
- * s->rng, as int32) into every int hyperparameter named "rng". rt_train calls
- * it immediately before every run of the train program; whoever runs the
- * train or grad program by hand must do the same. Eval and predict never
- * read it (dropout is the identity there). Same seed, same sequence. */
-void rt_refresh_rng(RtSession *s);
+/* The per-step hyperparameters, by kind (RtModel.hyper_kinds), for the step
+ * about to be taken:
+ *   RT_HYPER_STEP    t = s->step + 1
+ *   RT_HYPER_EPOCH   s->epoch (epochs finished)
+ *   RT_HYPER_EPOCHS  epochs (the run's total: rt_train passes
+ *                    RtTrainConfig.epochs, or with epochs 0 the epoch its
+ *                    step limit ends in)
+ *   RT_HYPER_RNG     the low 32 bits of one rt_rng_next(&s->rng), as int32;
+ *                    every RNG hyper gets the same bits
+ * t, epoch and epochs are stored in the model's float type; VALUE hypers are
+ * left alone. One draw from s->rng per call when the model has an RNG hyper,
+ * none otherwise. Changes nothing else (s->step is rt_train's to advance).
+ * rt_train calls it immediately before every run of the train program;
+ * whoever runs the train or grad program by hand must do the same. Eval and
+ * predict never read these hypers (dropout is the identity there). Same
+ * seed, same sequence. */
+void rt_step_hypers(RtSession *s, int64_t epochs);
 
 /* ---- data -------------------------------------------------------------------
  * A dataset holds, for each model input, n rows of that input's per-row
@@ -277,8 +313,8 @@ void rt_dataset_free(RtDataset *d);
 /* ---- training -------------------------------------------------------------- */
 
 typedef struct RtTrainConfig {
-    int epochs;
-    int64_t steps; /* stop after this many optimizer steps; 0: no limit */
+    int epochs;    /* the run's total: train up to epoch `epochs` (0: steps decide) */
+    int64_t steps; /* stop after this many optimizer steps of this call; 0: no limit */
     int64_t batch; /* <= m->max_batch */
     uint64_t seed; /* shuffling and the held-out split */
     double split;  /* held-out fraction, [0, 1) */
@@ -290,16 +326,27 @@ typedef struct RtTrainConfig {
 /* Per-epoch figures, also what the log records. */
 typedef struct RtEpochStats {
     int64_t epoch, step;
+    double lr;       /* the train program's learning rate at the epoch's last step;
+                        NaN when the model reports none (train_lr_root 0) */
     double loss;     /* mean training loss over the epoch's batches */
     double val_loss; /* NaN without held-out data */
     double accuracy; /* on held-out data, else on training data; NaN without a metric */
     double samples_per_s, seconds;
 } RtEpochStats;
 
-/* Train s on d: shuffle with cfg->seed, hold out cfg->split of the rows
- * (shuffled first, so sorted files split fairly), mini-batches with a last
- * partial batch, one progress line per epoch. last: the final epoch's
- * figures (may be NULL). */
+/* Train s on d, continuing from s->epoch: runs epochs s->epoch + 1 to
+ * cfg->epochs (a session restored by rt_load_checkpoint at epoch 2 of 4 runs
+ * epochs 3 and 4; one at or past cfg->epochs trains nothing and says so),
+ * or until cfg->steps steps of this call; an epoch a step limit stopped
+ * (s->epoch_rows > 0) continues from its next row. The rows: cfg->seed
+ * shuffles them and holds out cfg->split (shuffled first, so sorted files
+ * split fairly); an epoch's order of the training rows depends on cfg->seed
+ * and the epoch number only (a call starting at epoch k replays the k
+ * reshuffles before it), so that a resumed run sees the rows the
+ * uninterrupted one would have. Mini-batches with a last partial batch; one progress line per
+ * epoch; the log (cfg->log_path) is truncated when s has taken no step yet
+ * and appended to otherwise. last: the final epoch's figures (may be NULL;
+ * when nothing is trained, epoch and step are s's and the rest NaN). */
 RtStatus rt_train(RtSession *s, const RtDataset *d, const RtTrainConfig *cfg,
                   RtEpochStats *last, RtError *err);
 
@@ -334,18 +381,37 @@ RtStatus rt_generate(RtSession *s, const RtVocab *v, int64_t context, const char
                      int64_t length, double temperature, FILE *out, RtError *err);
 
 /* ---- weight files: safetensors ---------------------------------------------
- * Every parameter under its name, F32 or F64 by the model's elem type; the
- * __metadata__ object holds "format": "gradc", "model": the model's name,
- * and any extra string pairs the caller adds (the vocabulary of text data,
- * its context length). Written atomically: a temporary file beside the
- * target, fsync, rename. */
+ * Every parameter under its name, then every optimizer state under its name
+ * ("opt.m.h.W"), F32 or F64 by the model's elem type; the __metadata__
+ * object holds "format": "gradc", "model": the model's name, and any extra
+ * string pairs the caller adds (the vocabulary of text data, its context
+ * length). Written atomically: a temporary file beside the target, fsync,
+ * rename. */
 RtStatus rt_save_weights(const RtSession *s, const char *path, RtError *err);
 /* The same with nmeta extra metadata pairs keys[k]: values[k]. Keys must be
  * distinct and not "format" or "model"; keys and values valid UTF-8. */
 RtStatus rt_save_weights_meta(const RtSession *s, const char *path, int nmeta,
                               const char *const *keys, const char *const *values, RtError *err);
-/* Every parameter must be present with its shape; dtype F32 or F64 converts. */
+/* Every parameter must be present with its shape; dtype F32 or F64 converts.
+ * The optimizer states are loaded when the file has any of them, and then
+ * every one must be present; a file with none (weights from an older gradc
+ * or another tool) leaves them as they are. Tensors the model does not have
+ * are ignored. All or nothing: on RT_FAIL the arena is unchanged. */
 RtStatus rt_load_weights(RtSession *s, const char *path, RtError *err);
+
+/* A checkpoint: the weight file above plus what continuing needs, in the
+ * metadata: "step" and "epoch" (decimal s->step and s->epoch), "epoch_rows"
+ * (decimal s->epoch_rows) and "rng" (s->rng, its 4 words as 16 hex digits
+ * each, separated by spaces). The caller's pairs come after those keys,
+ * which it may not use. */
+RtStatus rt_save_checkpoint(const RtSession *s, const char *path, int nmeta,
+                            const char *const *keys, const char *const *values, RtError *err);
+/* rt_load_weights, requiring every optimizer state and the checkpoint
+ * metadata, and restoring s->step, s->epoch, s->epoch_rows and s->rng: with
+ * the same data and configuration, rt_train then continues exactly as the
+ * saved session would have. RT_FAIL ("'F' is not a checkpoint: ...") for a
+ * file without them; on RT_FAIL s is unchanged. */
+RtStatus rt_load_checkpoint(RtSession *s, const char *path, RtError *err);
 /* The metadata value under key in the weight file at path: on RT_OK
  * *value_out is a malloc'd copy (free it), or NULL when the file has no such
  * key. RT_FAIL when the file cannot be read or its header is corrupt. */

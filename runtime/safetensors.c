@@ -1,18 +1,21 @@
-/* safetensors.c: weight files in the safetensors format
+/* safetensors.c: weight files and checkpoints in the safetensors format
  * (https://github.com/huggingface/safetensors#format).
  *
  * Layout: an 8-byte little-endian header length N, N bytes of JSON
  *   {"__metadata__":{"format":"gradc","model":"<name>", extra pairs...},
- *    "<param>":{"dtype":"F32","shape":[784,256],"data_offsets":[begin,end]},...}
+ *    "<param>":{"dtype":"F32","shape":[784,256],"data_offsets":[begin,end]},...
+ *    "<state>":{...},...}
  * padded with spaces so that the data starts 8-byte aligned, then the
- * tensors' little-endian bytes, in model order, offsets relative to the data.
+ * tensors' little-endian bytes: the parameters in model order, then the
+ * optimizer states in model order, offsets relative to the data. A
+ * checkpoint adds "step", "epoch", "epoch_rows" and "rng" to the metadata.
  *
- * Owns writing a session's parameters atomically (temporary file, fsync,
- * rename, fsync of the directory) and reading them back all-or-nothing, and
- * the string metadata pairs (a text model's vocabulary and context) beside
- * them.
+ * Owns writing a session's parameters and optimizer states atomically
+ * (temporary file, fsync, rename, fsync of the directory) and reading them
+ * back all-or-nothing, the string metadata pairs (a text model's vocabulary
+ * and context) beside them, and the session counters a checkpoint restores.
  * Must not leave a half-written file at the target path, and must not touch
- * the arena unless the whole file checked out.
+ * the arena or the session unless the whole file checked out.
  */
 #include "rt_internal.h"
 
@@ -40,6 +43,16 @@ static void swap_bytes(void *data, size_t n, size_t size) {
             p[a] = p[b];
             p[b] = t;
         }
+}
+
+/* Persistent tensor i of m, i < nparams + nstates: the parameters, then the
+ * optimizer states, the order of the file. */
+static const RtTensor *persistent(const RtModel *m, int i) {
+    return i < m->nparams ? &m->params[i] : &m->states[i - m->nparams];
+}
+
+static const char *persistent_kind(const RtModel *m, int i) {
+    return i < m->nparams ? "parameter" : "optimizer state";
 }
 
 /* ---- writing ------------------------------------------------------------- */
@@ -161,13 +174,19 @@ static RtStatus build_header(const RtModel *m, int nmeta, const char *const *key
         text_json_string(t, values[k]);
     }
     text_puts(t, "}");
-    for (int i = 0; i < m->nparams; i++) {
-        const RtTensor *p = &m->params[i];
+    for (int i = 0; i < m->nparams + m->nstates; i++) {
+        const RtTensor *p = persistent(m, i);
         if (strcmp(p->name, "__metadata__") == 0)
-            return rt_fail(err, "%s: a parameter may not be named '__metadata__'", path);
+            return rt_fail(err, "%s: a %s may not be named '__metadata__'", path,
+                           persistent_kind(m, i));
         for (int j = 0; j < i; j++)
-            if (strcmp(m->params[j].name, p->name) == 0)
-                return rt_fail(err, "%s: two parameters are named '%s'", path, p->name);
+            if (strcmp(persistent(m, j)->name, p->name) == 0)
+                return rt_fail(err, "%s: two %s are named '%s'", path,
+                               j < m->nparams && i >= m->nparams ? "tensors (a parameter and an "
+                                                                   "optimizer state)"
+                               : i < m->nparams                  ? "parameters"
+                                                                 : "optimizer states",
+                               p->name);
         size_t bytes = rt_tensor_bytes(m, p, 1);
         text_puts(t, ",");
         text_json_string(t, p->name);
@@ -237,8 +256,8 @@ static void sync_parent_dir(const char *path) {
     free(dir);
 }
 
-/* Contract: on RT_OK, path holds every parameter of s and has been renamed
- * into place after an fsync. On RT_FAIL, whatever was at path before is
+/* Contract: on RT_OK, path holds every parameter and optimizer state of s
+ * and has been renamed into place after an fsync. On RT_FAIL, whatever was at path before is
  * still there, unchanged, and no temporary file is left behind. */
 RtStatus rt_save_weights(const RtSession *s, const char *path, RtError *err) {
     return rt_save_weights_meta(s, path, 0, NULL, NULL, err);
@@ -273,8 +292,8 @@ RtStatus rt_save_weights_meta(const RtSession *s, const char *path, int nmeta,
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)((uint64_t)header.len >> (8 * i));
     bool ok = write_all(fd, len8, 8) && write_all(fd, header.data, header.len);
-    for (int i = 0; ok && i < m->nparams; i++) {
-        const RtTensor *p = &m->params[i];
+    for (int i = 0; ok && i < m->nparams + m->nstates; i++) {
+        const RtTensor *p = persistent(m, i);
         ok = write_le(fd, rt_ptr(s, p), (size_t)rt_numel(p, 1), (size_t)m->elem_size);
     }
     ok = ok && fsync(fd) == 0;
@@ -344,12 +363,12 @@ typedef struct Entry {
     uint64_t begin;   /* byte offset in the data section */
 } Entry;
 
-static RtStatus check_entry(const RtTensor *p, const RtJson *root, uint64_t data_bytes,
-                            const char *path, Entry *out, RtError *err) {
+static RtStatus check_entry(const RtTensor *p, const char *kind, const RtJson *root,
+                            uint64_t data_bytes, const char *path, Entry *out, RtError *err) {
     char want[96], got[96];
     const RtJson *e = rt_json_get(root, p->name);
     if (!e)
-        return rt_fail(err, "%s: parameter '%s' %s is missing", path, p->name,
+        return rt_fail(err, "%s: %s '%s' %s is missing", path, kind, p->name,
                        rt_dims_str(p, want, sizeof want));
     if (e->kind != RT_JSON_OBJECT)
         return rt_fail(err, "%s: corrupt header: entry '%s' is not an object", path, p->name);
@@ -378,15 +397,15 @@ static RtStatus check_entry(const RtTensor *p, const RtJson *root, uint64_t data
     for (int i = 0; same && i < p->rank; i++)
         same = shape->items[i].number == (double)p->dims[i];
     if (!same)
-        return rt_fail(err, "%s: parameter '%s' has shape %s in the file, but the model expects %s",
-                       path, p->name, json_shape_str(shape, got, sizeof got),
+        return rt_fail(err, "%s: %s '%s' has shape %s in the file, but the model expects %s",
+                       path, kind, p->name, json_shape_str(shape, got, sizeof got),
                        rt_dims_str(p, want, sizeof want));
     if (strcmp(dtype->string, "F32") == 0)
         out->file_elem = 4;
     else if (strcmp(dtype->string, "F64") == 0)
         out->file_elem = 8;
     else
-        return rt_fail(err, "%s: parameter '%s' has dtype %.32s; gradc reads F32 and F64", path,
+        return rt_fail(err, "%s: %s '%s' has dtype %.32s; gradc reads F32 and F64", path, kind,
                        p->name, dtype->string);
     uint64_t begin, end;
     if (!json_count(&offs->items[0], &begin) || !json_count(&offs->items[1], &end) || end < begin)
@@ -445,16 +464,17 @@ static RtStatus read_header(int fd, uint64_t file_size, const char *path, RtJson
     return RT_OK;
 }
 
-/* Every parameter's values, converted to the model's elem type, into one
- * staging buffer laid out like the parameters in model order. */
-static RtStatus read_tensors(const RtModel *m, int fd, const RtJson *root, uint64_t data_start,
-                             uint64_t file_size, const char *path, unsigned char *stage,
-                             RtError *err) {
+/* The values of persistent tensors [from, to), converted to the model's
+ * elem type, into a staging buffer laid out like them in that order. */
+static RtStatus read_tensors(const RtModel *m, int from, int to, int fd, const RtJson *root,
+                             uint64_t data_start, uint64_t file_size, const char *path,
+                             unsigned char *stage, RtError *err) {
     size_t at = 0;
-    for (int i = 0; i < m->nparams; i++) {
-        const RtTensor *p = &m->params[i];
+    for (int i = from; i < to; i++) {
+        const RtTensor *p = persistent(m, i);
         Entry e = {0};
-        if (check_entry(p, root, file_size - data_start, path, &e, err) != RT_OK)
+        if (check_entry(p, persistent_kind(m, i), root, file_size - data_start, path, &e, err) !=
+            RT_OK)
             return RT_FAIL;
         size_t n = (size_t)rt_numel(p, 1);
         void *raw = stage + at;
@@ -480,10 +500,128 @@ static RtStatus read_tensors(const RtModel *m, int fd, const RtJson *root, uint6
     return RT_OK;
 }
 
-/* Contract: on RT_OK every parameter of s holds the file's values. On
- * RT_FAIL the arena is exactly as it was. Tensors in the file that the model
- * does not have are ignored. */
-RtStatus rt_load_weights(RtSession *s, const char *path, RtError *err) {
+/* What a checkpoint restores besides the tensors. */
+typedef struct Counters {
+    int64_t step, epoch, epoch_rows;
+    RtRng rng;
+} Counters;
+
+/* The metadata string under key, NULL when absent; RT_FAIL when the
+ * metadata or the value is not a string. */
+static RtStatus meta_string(const RtJson *root, const char *key, const char *path,
+                            const char **out, RtError *err) {
+    const RtJson *meta = rt_json_get(root, "__metadata__");
+    *out = NULL;
+    if (!meta)
+        return RT_OK;
+    if (meta->kind != RT_JSON_OBJECT)
+        return rt_fail(err, "%s: corrupt header: __metadata__ is not an object", path);
+    const RtJson *v = rt_json_get(meta, key);
+    if (v && v->kind != RT_JSON_STRING)
+        return rt_fail(err, "%s: corrupt header: metadata '%s' is not a string", path, key);
+    *out = v ? v->string : NULL;
+    return RT_OK;
+}
+
+/* s as a decimal count in [0, INT64_MAX]: digits only. */
+static bool parse_count(const char *s, int64_t *out) {
+    int64_t v = 0;
+    if (!*s)
+        return false;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (INT64_MAX - (*s - '0')) / 10)
+            return false;
+        v = v * 10 + (*s - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* s as 4 words of 1 to 16 hex digits separated by single spaces, not all
+ * zero (xoshiro's one forbidden state). */
+static bool parse_rng(const char *s, RtRng *out) {
+    uint64_t any = 0;
+    for (int w = 0; w < 4; w++) {
+        uint64_t v = 0;
+        int digits = 0;
+        for (; *s && *s != ' '; s++, digits++) {
+            int c = *s >= '0' && *s <= '9'   ? *s - '0'
+                    : *s >= 'a' && *s <= 'f' ? *s - 'a' + 10
+                    : *s >= 'A' && *s <= 'F' ? *s - 'A' + 10
+                                             : -1;
+            if (c < 0 || digits == 16)
+                return false;
+            v = v << 4 | (uint64_t)c;
+        }
+        if (digits == 0 || (w < 3 ? *s != ' ' : *s != '\0'))
+            return false;
+        if (w < 3)
+            s++;
+        out->s[w] = v;
+        any |= v;
+    }
+    return any != 0;
+}
+
+/* The checkpoint metadata of the file at path: "step", "epoch" and "rng"
+ * required, "epoch_rows" optional (0). */
+static RtStatus read_counters(const RtJson *root, const char *path, Counters *c, RtError *err) {
+    static const char *const keys[] = {"step", "epoch", "epoch_rows", "rng"};
+    const char *v[4];
+    for (int k = 0; k < 4; k++) {
+        if (meta_string(root, keys[k], path, &v[k], err) != RT_OK)
+            return RT_FAIL;
+        if (!v[k] && k != 2)
+            return rt_fail(err, "'%s' is not a checkpoint: it has no \"%s\" in its metadata", path,
+                           keys[k]);
+    }
+    *c = (Counters){0};
+    for (int k = 0; k < 3; k++) {
+        int64_t *dst = k == 0 ? &c->step : k == 1 ? &c->epoch : &c->epoch_rows;
+        if (v[k] && !parse_count(v[k], dst))
+            return rt_fail(err, "%s: corrupt checkpoint: metadata \"%s\" is \"%.40s\"; expected a "
+                                "count",
+                           path, keys[k], v[k]);
+    }
+    if (!parse_rng(v[3], &c->rng))
+        return rt_fail(err, "%s: corrupt checkpoint: metadata \"rng\" is \"%.80s\"; expected 4 "
+                            "hex words, not all zero",
+                       path, v[3]);
+    return RT_OK;
+}
+
+/* How many optimizer states to read: all of them when the file has any (it
+ * must then have every one), none when it has none. A checkpoint must have
+ * them all. */
+static RtStatus states_to_read(const RtModel *m, const RtJson *root, bool checkpoint,
+                               const char *path, int *nstates, RtError *err) {
+    char dims[96];
+    int present = 0, missing = -1;
+    for (int k = 0; k < m->nstates; k++) {
+        if (rt_json_get(root, m->states[k].name))
+            present++;
+        else if (missing < 0)
+            missing = k;
+    }
+    *nstates = present ? m->nstates : 0;
+    if (missing < 0)
+        return RT_OK;
+    const RtTensor *t = &m->states[missing];
+    if (checkpoint && present == 0)
+        return rt_fail(err, "'%s' is not a checkpoint: it has no optimizer state ('%s' %s is "
+                            "missing)",
+                       path, t->name, rt_dims_str(t, dims, sizeof dims));
+    if (present > 0)
+        return rt_fail(err, "%s: optimizer state '%s' %s is missing, though the file has other "
+                            "optimizer states of this model",
+                       path, t->name, rt_dims_str(t, dims, sizeof dims));
+    return RT_OK;
+}
+
+/* Load the parameters (and the optimizer states when the file has them)
+ * from path into s; a checkpoint also needs every state and the counters,
+ * and restores them. All or nothing. */
+static RtStatus load_file(RtSession *s, const char *path, bool checkpoint, RtError *err) {
     const RtModel *m = s->m;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -501,24 +639,97 @@ RtStatus rt_load_weights(RtSession *s, const char *path, RtError *err) {
         close(fd);
         return RT_FAIL;
     }
-    size_t total = 0;
-    for (int i = 0; i < m->nparams; i++)
-        total += rt_tensor_bytes(m, &m->params[i], 1);
+    /* Staged in file order: the parameters, then the states. */
+    size_t param_bytes = 0, total = 0;
+    for (int i = 0; i < m->nparams + m->nstates; i++) {
+        total += rt_tensor_bytes(m, persistent(m, i), 1);
+        if (i + 1 == m->nparams)
+            param_bytes = total;
+    }
+    int nstates = 0;
+    Counters c = {0};
     unsigned char *stage = malloc(total ? total : 1);
-    RtStatus st_read = stage ? read_tensors(m, fd, root, data_start, file_size, path, stage, err)
-                             : rt_fail(err, "%s: out of memory", path);
+    RtStatus st_read = stage ? RT_OK : rt_fail(err, "%s: out of memory", path);
+    if (st_read == RT_OK)
+        st_read = read_tensors(m, 0, m->nparams, fd, root, data_start, file_size, path, stage,
+                               err);
+    if (st_read == RT_OK)
+        st_read = states_to_read(m, root, checkpoint, path, &nstates, err);
+    if (st_read == RT_OK)
+        st_read = read_tensors(m, m->nparams, m->nparams + nstates, fd, root, data_start,
+                               file_size, path, stage + param_bytes, err);
+    if (st_read == RT_OK && checkpoint)
+        st_read = read_counters(root, path, &c, err);
+    int ntensors = m->nparams + nstates;
     rt_json_free(root);
     close(fd);
     if (st_read == RT_OK) {
         size_t at = 0;
-        for (int i = 0; i < m->nparams; i++) {
-            size_t bytes = rt_tensor_bytes(m, &m->params[i], 1);
-            memcpy(rt_ptr(s, &m->params[i]), stage + at, bytes);
+        for (int i = 0; i < ntensors; i++) {
+            size_t bytes = rt_tensor_bytes(m, persistent(m, i), 1);
+            memcpy(rt_ptr(s, persistent(m, i)), stage + at, bytes);
             at += bytes;
+        }
+        if (checkpoint) {
+            s->step = c.step;
+            s->epoch = c.epoch;
+            s->epoch_rows = c.epoch_rows;
+            s->rng = c.rng;
         }
     }
     free(stage);
     return st_read;
+}
+
+/* Contract: see rt.h. */
+RtStatus rt_load_weights(RtSession *s, const char *path, RtError *err) {
+    return load_file(s, path, false, err);
+}
+
+/* Contract: see rt.h. */
+RtStatus rt_load_checkpoint(RtSession *s, const char *path, RtError *err) {
+    return load_file(s, path, true, err);
+}
+
+/* Contract: see rt.h; the counters' keys come first, then the caller's. */
+RtStatus rt_save_checkpoint(const RtSession *s, const char *path, int nmeta,
+                            const char *const *keys, const char *const *values, RtError *err) {
+    enum { NCOUNTERS = 4 };
+    static const char *const own[NCOUNTERS] = {"step", "epoch", "epoch_rows", "rng"};
+    if (nmeta < 0)
+        return rt_fail(err, "%s: %d metadata pairs", path, nmeta);
+    for (int k = 0; k < nmeta; k++)
+        for (int j = 0; j < NCOUNTERS; j++)
+            if (keys[k] && !strcmp(keys[k], own[j]))
+                return rt_fail(err, "%s: metadata key '%s' is reserved for the checkpoint", path,
+                               keys[k]);
+    char step[32], epoch[32], rows[32], rng[80];
+    snprintf(step, sizeof step, "%lld", (long long)s->step);
+    snprintf(epoch, sizeof epoch, "%lld", (long long)s->epoch);
+    snprintf(rows, sizeof rows, "%lld", (long long)s->epoch_rows);
+    snprintf(rng, sizeof rng, "%016llx %016llx %016llx %016llx",
+             (unsigned long long)s->rng.s[0], (unsigned long long)s->rng.s[1],
+             (unsigned long long)s->rng.s[2], (unsigned long long)s->rng.s[3]);
+    const char **k2 = malloc(sizeof *k2 * (size_t)(nmeta + NCOUNTERS));
+    const char **v2 = malloc(sizeof *v2 * (size_t)(nmeta + NCOUNTERS));
+    if (!k2 || !v2) {
+        free(k2);
+        free(v2);
+        return rt_fail(err, "%s: out of memory", path);
+    }
+    const char *mine[NCOUNTERS] = {step, epoch, rows, rng};
+    for (int k = 0; k < NCOUNTERS; k++) {
+        k2[k] = own[k];
+        v2[k] = mine[k];
+    }
+    for (int k = 0; k < nmeta; k++) {
+        k2[NCOUNTERS + k] = keys[k];
+        v2[NCOUNTERS + k] = values[k];
+    }
+    RtStatus st = rt_save_weights_meta(s, path, nmeta + NCOUNTERS, k2, v2, err);
+    free(k2);
+    free(v2);
+    return st;
 }
 
 /* Contract: see rt.h. A __metadata__ that is not an object of strings, or a

@@ -1,5 +1,6 @@
-/* session.c: a model instance: its arena, hyperparameters, RNG and the
- * initial values of its parameters.
+/* session.c: a model instance: its arena, hyperparameters (the per-step
+ * ones too: t, epoch, epochs, the dropout key), RNG and the initial values
+ * of its parameters and optimizer states.
  *
  * Owns the one allocation per model (llm.c's malloc_and_point_parameters):
  * every tensor of the RtModel points into it by byte offset. Checks the
@@ -60,9 +61,104 @@ static RtStatus check_program(const RtModel *m, const RtProgram *p, const char *
     return RT_OK;
 }
 
+/* A persistent float tensor (kind "parameter" or "optimizer state"): no
+ * batch dimension, inside the arena, with as many literal initial values as
+ * elements. */
+static RtStatus check_persistent(const RtModel *m, const RtTensor *t, const RtInit *in,
+                                 const char *kind, RtError *err) {
+    char dims[96];
+    if (t->name && (t->dtype != RT_FLOAT || has_batch_dim(t)))
+        return rt_fail(err, "model '%s': %s '%s' %s must be a float tensor without a batch "
+                            "dimension",
+                       m->name, kind, t->name, rt_dims_str(t, dims, sizeof dims));
+    if (check_tensor(m, t, kind, 1, err) != RT_OK)
+        return RT_FAIL;
+    if (in->kind == RT_INIT_VALUES && (in->nvalues != rt_numel(t, 1) || !in->values))
+        return rt_fail(err, "model '%s': %s '%s' %s has %lld initial values for %lld elements",
+                       m->name, kind, t->name, rt_dims_str(t, dims, sizeof dims),
+                       (long long)in->nvalues, (long long)rt_numel(t, 1));
+    return RT_OK;
+}
+
+/* The kind of hyper i: hyper_kinds[i], or by the old convention (an int32
+ * hyper named "rng" is the dropout key, every other one a value). */
+static RtHyperKind hyper_kind(const RtModel *m, int i) {
+    if (m->hyper_kinds)
+        return m->hyper_kinds[i];
+    const RtTensor *t = &m->hypers[i];
+    return t->dtype == RT_INT && t->name && strcmp(t->name, "rng") == 0 ? RT_HYPER_RNG
+                                                                        : RT_HYPER_VALUE;
+}
+
+/* A hyper's kind is one of RtHyperKind and fits its dtype: t, epoch and
+ * epochs are floats, the RNG key is int32. */
+static RtStatus check_hyper_kind(const RtModel *m, int i, RtError *err) {
+    const RtTensor *t = &m->hypers[i];
+    RtHyperKind k = hyper_kind(m, i);
+    const char *what = NULL;
+    switch (k) {
+    case RT_HYPER_VALUE: return RT_OK;
+    case RT_HYPER_STEP: what = "the step number"; break;
+    case RT_HYPER_EPOCH: what = "the epoch number"; break;
+    case RT_HYPER_EPOCHS: what = "the number of epochs"; break;
+    case RT_HYPER_RNG:
+        if (t->dtype != RT_INT)
+            return rt_fail(err, "model '%s': hyperparameter '%s' holds random bits, so it must "
+                                "be an int scalar",
+                           m->name, t->name);
+        return RT_OK;
+    }
+    if (!what)
+        return rt_fail(err, "model '%s': hyperparameter '%s' has unknown kind %d", m->name,
+                       t->name, (int)k);
+    if (t->dtype != RT_FLOAT)
+        return rt_fail(err, "model '%s': hyperparameter '%s' holds %s, so it must be a float "
+                            "scalar",
+                       m->name, t->name, what);
+    return RT_OK;
+}
+
+/* The optimizer states: tables present, each a persistent float tensor
+ * belonging to a parameter. */
+static RtStatus check_states(const RtModel *m, RtError *err) {
+    if (m->nstates < 0 ||
+        (m->nstates > 0 && (!m->states || !m->state_inits || !m->state_param)))
+        return rt_fail(err, "model '%s': the optimizer state table is missing", m->name);
+    for (int i = 0; i < m->nstates; i++) {
+        const RtTensor *t = &m->states[i];
+        if (check_persistent(m, t, &m->state_inits[i], "optimizer state", err) != RT_OK)
+            return RT_FAIL;
+        if (m->state_param[i] < 0 || m->state_param[i] >= m->nparams)
+            return rt_fail(err, "model '%s': optimizer state '%s' belongs to parameter %d; the "
+                                "model has %d",
+                           m->name, t->name, m->state_param[i], m->nparams);
+    }
+    return RT_OK;
+}
+
+/* The train program's learning-rate root, when it has one: a float scalar
+ * after the loss. */
+static RtStatus check_lr_root(const RtModel *m, RtError *err) {
+    int r = m->train_lr_root;
+    if (r == 0 || (!m->train.fn && m->train.nroots == 0))
+        return r < 0 ? rt_fail(err, "model '%s': learning-rate root %d", m->name, r) : RT_OK;
+    if (r < 1 || r >= m->train.nroots)
+        return rt_fail(err, "model '%s': learning-rate root %d; the train program has %d roots "
+                            "and root 0 is the loss",
+                       m->name, r, m->train.nroots);
+    const RtTensor *t = &m->train.roots[r];
+    if (t->dtype != RT_FLOAT || rt_numel(t, 1) != 1 || has_batch_dim(t))
+        return rt_fail(err, "model '%s': the train program's learning rate '%s' must be a float "
+                            "scalar",
+                       m->name, t->name ? t->name : "?");
+    return RT_OK;
+}
+
 /* Every fact about m the runtime relies on: element size, tensors inside
- * the arena, parameters without a batch dimension and with as many literal
- * values as elements, scalar hyperparameters (float, or int32 like "rng"). */
+ * the arena, parameters and optimizer states without a batch dimension and
+ * with as many literal values as elements, scalar hyperparameters whose
+ * kinds fit their types (float, or int32 for the RNG key), and a scalar
+ * learning-rate root. */
 static RtStatus check_model(const RtModel *m, RtError *err) {
     char dims[96];
     if (m->elem_size != 4 && m->elem_size != 8)
@@ -74,22 +170,11 @@ static RtStatus check_model(const RtModel *m, RtError *err) {
     if ((m->nparams > 0 && (!m->params || !m->inits)) || (m->ninputs > 0 && !m->inputs) ||
         (m->nhypers > 0 && !m->hypers) || m->nparams < 0 || m->ninputs < 0 || m->nhypers < 0)
         return rt_fail(err, "model '%s': a tensor table is missing", m->name);
-    for (int i = 0; i < m->nparams; i++) {
-        const RtTensor *t = &m->params[i];
-        if (t->dtype != RT_FLOAT || has_batch_dim(t))
-            return rt_fail(err,
-                           "model '%s': parameter '%s' %s must be a float tensor without a "
-                           "batch dimension",
-                           m->name, t->name, rt_dims_str(t, dims, sizeof dims));
-        if (check_tensor(m, t, "parameter", 1, err) != RT_OK)
+    for (int i = 0; i < m->nparams; i++)
+        if (check_persistent(m, &m->params[i], &m->inits[i], "parameter", err) != RT_OK)
             return RT_FAIL;
-        const RtInit *in = &m->inits[i];
-        if (in->kind == RT_INIT_VALUES && (in->nvalues != rt_numel(t, 1) || !in->values))
-            return rt_fail(err, "model '%s': parameter '%s' %s has %lld initial values for %lld "
-                                "elements",
-                           m->name, t->name, rt_dims_str(t, dims, sizeof dims),
-                           (long long)in->nvalues, (long long)rt_numel(t, 1));
-    }
+    if (check_states(m, err) != RT_OK)
+        return RT_FAIL;
     for (int i = 0; i < m->ninputs; i++)
         if (check_tensor(m, &m->inputs[i], "input", m->max_batch, err) != RT_OK)
             return RT_FAIL;
@@ -98,13 +183,14 @@ static RtStatus check_model(const RtModel *m, RtError *err) {
         if (rt_numel(t, 1) != 1 || has_batch_dim(t))
             return rt_fail(err, "model '%s': hyperparameter '%s' %s must be a scalar",
                            m->name, t->name, rt_dims_str(t, dims, sizeof dims));
-        if (check_tensor(m, t, "hyperparameter", 1, err) != RT_OK)
+        if (check_tensor(m, t, "hyperparameter", 1, err) != RT_OK ||
+            check_hyper_kind(m, i, err) != RT_OK)
             return RT_FAIL;
     }
     if (check_program(m, &m->train, "train", err) != RT_OK ||
         check_program(m, &m->eval, "eval", err) != RT_OK ||
         check_program(m, &m->predict, "predict", err) != RT_OK ||
-        check_program(m, &m->grad, "grad", err) != RT_OK)
+        check_program(m, &m->grad, "grad", err) != RT_OK || check_lr_root(m, err) != RT_OK)
         return RT_FAIL;
     if (m->metric != RT_METRIC_NONE && (m->metric_label < 0 || m->metric_label >= m->ninputs))
         return rt_fail(err, "model '%s': metric label input %d; the model has %d inputs",
@@ -131,11 +217,12 @@ static void store_hyper(RtSession *s, const RtTensor *t, double value) {
 }
 
 /* Contract: on RT_OK, s owns a zeroed, 64-byte aligned arena of at least
- * m->arena_bytes (rounded up to a multiple of 64), every hyperparameter holds
- * its default in its own type (an int hyper: the default as int32, 0 for
- * "rng"), the RNG is seeded with seed, and step and epoch are 0. The
- * parameters are zero until rt_init_params or rt_load_weights. On RT_FAIL, s
- * owns nothing. m must outlive s. */
+ * m->arena_bytes (rounded up to a multiple of 64), every RT_HYPER_VALUE
+ * hyperparameter holds its default in its own type (an int hyper: the
+ * default as int32) and the other kinds 0, the RNG is seeded with seed, and
+ * step, epoch and epoch_rows are 0. The parameters and optimizer states are
+ * zero until rt_init_params or rt_load_weights. On RT_FAIL, s owns nothing.
+ * m must outlive s. */
 RtStatus rt_session_init(RtSession *s, const RtModel *m, uint64_t seed, RtError *err) {
     memset(s, 0, sizeof *s);
     if (!m->name)
@@ -154,7 +241,8 @@ RtStatus rt_session_init(RtSession *s, const RtModel *m, uint64_t seed, RtError 
     memset(s->arena, 0, bytes);
     s->m = m;
     for (int i = 0; i < m->nhypers; i++)
-        store_hyper(s, &m->hypers[i], m->hyper_defaults ? m->hyper_defaults[i] : 0.0);
+        if (hyper_kind(m, i) == RT_HYPER_VALUE)
+            store_hyper(s, &m->hypers[i], m->hyper_defaults ? m->hyper_defaults[i] : 0.0);
     rt_rng_seed(&s->rng, seed);
     return RT_OK;
 }
@@ -189,23 +277,29 @@ RtStatus rt_set_hyper(RtSession *s, const char *name, double value, RtError *err
     return rt_fail(err, "model '%s' has no hyperparameter '%s'; it has: %s", m->name, name, have);
 }
 
-/* Contract: see rt.h. One draw from s->rng per call, and only when the model
- * has an "rng" hyper, so that models without dropout see the same RNG stream
- * as before dropout existed. */
-void rt_refresh_rng(RtSession *s) {
+/* Contract: see rt.h. The draw happens only when the model has an RNG
+ * hyper, so that models without dropout see the same RNG stream as before
+ * dropout existed. */
+void rt_step_hypers(RtSession *s, int64_t epochs) {
     const RtModel *m = s->m;
     bool drawn = false;
     int32_t bits = 0;
     for (int i = 0; i < m->nhypers; i++) {
         const RtTensor *t = &m->hypers[i];
-        if (t->dtype != RT_INT || strcmp(t->name, "rng") != 0)
-            continue;
-        if (!drawn) {
-            uint32_t low = (uint32_t)rt_rng_next(&s->rng);
-            memcpy(&bits, &low, sizeof bits);
-            drawn = true;
+        switch (hyper_kind(m, i)) {
+        case RT_HYPER_VALUE: break;
+        case RT_HYPER_STEP: store_hyper(s, t, (double)(s->step + 1)); break;
+        case RT_HYPER_EPOCH: store_hyper(s, t, (double)s->epoch); break;
+        case RT_HYPER_EPOCHS: store_hyper(s, t, (double)epochs); break;
+        case RT_HYPER_RNG:
+            if (!drawn) {
+                uint32_t low = (uint32_t)rt_rng_next(&s->rng);
+                memcpy(&bits, &low, sizeof bits);
+                drawn = true;
+            }
+            *(int32_t *)rt_ptr(s, t) = bits;
+            break;
         }
-        *(int32_t *)rt_ptr(s, t) = bits;
     }
 }
 
@@ -226,34 +320,40 @@ static void fans(const RtTensor *t, double *fan_in, double *fan_out) {
     }
 }
 
-/* Contract: fills every parameter, in model order, from its RtInit, drawing
- * from s->rng in element order; the same seed gives the same parameters.
+/* Fill t from in, drawing from s->rng in element order:
  *   CONST:   a                    NORMAL:  a + b * N(0, 1)
  *   VALUES:  values[i]            UNIFORM: a + (b - a) * U[0, 1)
  *   GLOROT:  U(-L, L), L = sqrt(6 / (fan_in + fan_out))
  *   HE:      N(0, 1) * sqrt(2 / fan_in) */
+static void init_tensor(RtSession *s, const RtTensor *t, const RtInit *in) {
+    const RtModel *m = s->m;
+    void *dst = rt_ptr(s, t);
+    int64_t n = rt_numel(t, 1);
+    double fan_in, fan_out;
+    fans(t, &fan_in, &fan_out);
+    double limit = sqrt(6.0 / (fan_in + fan_out));
+    double he_std = sqrt(2.0 / fan_in);
+    for (int64_t i = 0; i < n; i++) {
+        double v = 0;
+        switch (in->kind) {
+        case RT_INIT_CONST: v = in->a; break;
+        case RT_INIT_VALUES: v = in->values[i]; break;
+        case RT_INIT_NORMAL: v = in->a + in->b * rt_rng_normal(&s->rng); break;
+        case RT_INIT_UNIFORM: v = in->a + (in->b - in->a) * rt_rng_uniform(&s->rng); break;
+        case RT_INIT_GLOROT: v = -limit + 2 * limit * rt_rng_uniform(&s->rng); break;
+        case RT_INIT_HE: v = he_std * rt_rng_normal(&s->rng); break;
+        }
+        rt_store_float(dst, m->elem_size, i, v);
+    }
+}
+
+/* Contract: every parameter, in model order, then every optimizer state, in
+ * model order, from its RtInit (init_tensor); the same seed gives the same
+ * values. */
 void rt_init_params(RtSession *s) {
     const RtModel *m = s->m;
-    for (int p = 0; p < m->nparams; p++) {
-        const RtTensor *t = &m->params[p];
-        const RtInit *in = &m->inits[p];
-        void *dst = rt_ptr(s, t);
-        int64_t n = rt_numel(t, 1);
-        double fan_in, fan_out;
-        fans(t, &fan_in, &fan_out);
-        double limit = sqrt(6.0 / (fan_in + fan_out));
-        double he_std = sqrt(2.0 / fan_in);
-        for (int64_t i = 0; i < n; i++) {
-            double v = 0;
-            switch (in->kind) {
-            case RT_INIT_CONST: v = in->a; break;
-            case RT_INIT_VALUES: v = in->values[i]; break;
-            case RT_INIT_NORMAL: v = in->a + in->b * rt_rng_normal(&s->rng); break;
-            case RT_INIT_UNIFORM: v = in->a + (in->b - in->a) * rt_rng_uniform(&s->rng); break;
-            case RT_INIT_GLOROT: v = -limit + 2 * limit * rt_rng_uniform(&s->rng); break;
-            case RT_INIT_HE: v = he_std * rt_rng_normal(&s->rng); break;
-            }
-            rt_store_float(dst, m->elem_size, i, v);
-        }
-    }
+    for (int p = 0; p < m->nparams; p++)
+        init_tensor(s, &m->params[p], &m->inits[p]);
+    for (int k = 0; k < m->nstates; k++)
+        init_tensor(s, &m->states[k], &m->state_inits[k]);
 }

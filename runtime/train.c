@@ -6,16 +6,22 @@
  * forward, backward and the optimizer update for one batch and leaves the
  * loss in train.roots[0]; eval.fn leaves the loss in eval.roots[0] and, for
  * a metric, the prediction in eval.roots[1]. Before every train step the
- * "rng" hyperparameter gets fresh bits (rt_refresh_rng) for dropout. Must
- * not compute gradients or touch parameters itself, and must never keep
- * training on a NaN or infinite loss.
+ * per-step hyperparameters (t, epoch, epochs, the dropout key) are stored
+ * (rt_step_hypers). Must not compute gradients or touch parameters itself,
+ * and must never keep training on a NaN or infinite loss.
  *
  * Rows: the dataset's rows are permuted once with an RtRng seeded from
  * cfg->seed; the last round(split * n) rows of that permutation are held out
- * for validation, the rest are reshuffled (same RNG, continuing) before
- * every epoch. Timing: seconds is the epoch's wall time including the
- * evaluation; samples_per_s counts training samples over the time spent in
- * training batches only.
+ * for validation, and the same RNG, continuing, reshuffles the rest before
+ * every epoch. So the order of epoch k (0-based, counted over the session's
+ * life, not this call's) is that of the (k + 1)-th reshuffle, a function of
+ * cfg->seed and k alone: a call that starts at epoch k (a session resumed
+ * from a checkpoint) replays the k reshuffles before it, and sees the rows
+ * in the order an uninterrupted run would.
+ *
+ * Timing: seconds is the epoch's wall time including the evaluation;
+ * samples_per_s counts training samples over the time spent in training
+ * batches only.
  */
 #include "rt_internal.h"
 
@@ -190,6 +196,8 @@ static void print_progress(FILE *out, const RtEpochStats *e, int64_t total) {
         fprintf(out, "  val_loss %s", loss_str(e->val_loss, buf, sizeof buf));
     if (!isnan(e->accuracy))
         fprintf(out, "  accuracy %.2f%%", 100 * e->accuracy);
+    if (!isnan(e->lr))
+        fprintf(out, "  lr %.4g", e->lr);
     if (isfinite(e->samples_per_s))
         fprintf(out, "  %.0f samples/s", e->samples_per_s);
     fputc('\n', out);
@@ -205,6 +213,7 @@ static void log_key(FILE *f, const char *key, double v) {
 /* One JSON object on one line; non-finite values left out (JSON has none). */
 static bool log_epoch(FILE *f, const RtEpochStats *e) {
     fprintf(f, "{\"epoch\":%lld,\"step\":%lld", (long long)e->epoch, (long long)e->step);
+    log_key(f, "lr", e->lr);
     log_key(f, "loss", e->loss);
     log_key(f, "val_loss", e->val_loss);
     log_key(f, "accuracy", e->accuracy);
@@ -216,29 +225,50 @@ static bool log_epoch(FILE *f, const RtEpochStats *e) {
 
 /* Everything one rt_train call owns. */
 typedef struct Run {
-    int64_t *perm; /* perm[0, ntrain): training rows; perm[ntrain, n): held out */
+    int64_t *perm; /* perm[0, ntrain): this epoch's training rows; perm[ntrain, n): held out */
     int64_t ntrain, nval;
+    RtRng rng;        /* seeded from cfg->seed: the split, then one reshuffle per epoch */
+    int64_t shuffles; /* reshuffles of perm[0, ntrain) so far */
+    int64_t last_epoch; /* train while s->epoch < last_epoch */
+    int64_t epochs;     /* what the "epochs" hyper holds */
     FILE *log;
 } Run;
 
-/* One epoch over the training rows: reshuffle, batches, loss. Stops at the
- * step limit (*stop set); *complete says whether every batch ran. */
+/* perm[0, ntrain) in the order of epoch index k (0-based, absolute): the
+ * (k + 1)-th reshuffle since the split. Epochs only move forward within a
+ * call, so this replays the reshuffles of earlier epochs once, at the first
+ * epoch of a call that starts late (k reshuffles of ntrain rows). */
+static void order_epoch(Run *run, int64_t k) {
+    while (run->shuffles <= k) {
+        shuffle(run->perm, run->ntrain, &run->rng);
+        run->shuffles++;
+    }
+}
+
+/* One epoch (number s->epoch + 1) over the training rows in its order,
+ * from row s->epoch_rows on (a step limit stopped an earlier call there):
+ * batches, loss, learning rate. Stops at the step limit (*stop set). When
+ * the last batch ran, the epoch is finished: s->epoch advances and
+ * s->epoch_rows returns to 0. */
 static RtStatus run_epoch(RtSession *s, const RtDataset *d, const RtTrainConfig *cfg, Run *run,
-                          RtRng *rng, int64_t step_limit, RtEpochStats *e, bool *stop,
-                          bool *complete, RtError *err) {
+                          int64_t step_limit, RtEpochStats *e, bool *stop, RtError *err) {
     const RtModel *m = s->m;
-    shuffle(run->perm, run->ntrain, rng);
+    order_epoch(run, s->epoch);
     double sum = 0, train_time = 0;
-    int64_t seen = 0;
-    for (int64_t at = 0; at < run->ntrain; at += cfg->batch) {
+    int64_t seen = 0, at = s->epoch_rows < run->ntrain ? s->epoch_rows : 0;
+    while (at < run->ntrain) {
         int64_t nb = run->ntrain - at < cfg->batch ? run->ntrain - at : cfg->batch;
         double t0 = now_seconds();
         rt_dataset_gather(s, d, run->perm + at, nb);
-        rt_refresh_rng(s);
+        rt_step_hypers(s, run->epochs);
         m->train.fn(s->arena, nb);
         train_time += now_seconds() - t0;
         double loss = read_scalar(s, &m->train.roots[0]);
+        if (m->train_lr_root > 0)
+            e->lr = read_scalar(s, &m->train.roots[m->train_lr_root]);
         s->step++;
+        at += nb;
+        s->epoch_rows = at;
         if (!isfinite(loss))
             return rt_fail(err, "loss became %s at epoch %lld, step %lld",
                            isnan(loss) ? "nan" : loss > 0 ? "inf" : "-inf", (long long)e->epoch,
@@ -250,23 +280,28 @@ static RtStatus run_epoch(RtSession *s, const RtDataset *d, const RtTrainConfig 
             break;
         }
     }
-    *complete = seen == run->ntrain;
+    if (at == run->ntrain) {
+        s->epoch++;
+        s->epoch_rows = 0;
+    }
     e->loss = sum / (double)seen;
     e->step = s->step;
     e->samples_per_s = train_time > 0 ? (double)seen / train_time : NAN;
     return RT_OK;
 }
 
-/* Split and open the log: everything rt_train needs before its first epoch. */
-static RtStatus start_run(const RtDataset *d, const RtTrainConfig *cfg, RtRng *rng, Run *run,
-                          RtError *err) {
+/* Split, the epochs to run, and the log: everything rt_train needs before
+ * its first epoch. */
+static RtStatus start_run(const RtSession *s, const RtDataset *d, const RtTrainConfig *cfg,
+                          Run *run, RtError *err) {
     int64_t n = d->n;
     run->perm = malloc(sizeof *run->perm * (size_t)n);
     if (!run->perm)
         return rt_fail(err, "out of memory for %lld rows", (long long)n);
     for (int64_t i = 0; i < n; i++)
         run->perm[i] = i;
-    shuffle(run->perm, n, rng);
+    rt_rng_seed(&run->rng, cfg->seed);
+    shuffle(run->perm, n, &run->rng);
     int64_t nval = (int64_t)llround(cfg->split * (double)n);
     if (cfg->split > 0 && n > 1 && nval < 1)
         nval = 1;
@@ -274,7 +309,18 @@ static RtStatus start_run(const RtDataset *d, const RtTrainConfig *cfg, RtRng *r
         nval = n - 1;
     run->nval = nval;
     run->ntrain = n - nval;
-    if (cfg->log_path && !(run->log = fopen(cfg->log_path, "w")))
+    /* The step limit ends in epoch s->epoch + 1 + (further whole epochs). */
+    run->last_epoch = cfg->epochs > 0 ? cfg->epochs : INT64_MAX;
+    if (cfg->steps > 0) {
+        int64_t b = cfg->batch, per_epoch = (run->ntrain + b - 1) / b; /* ntrain >= 1 */
+        int64_t from = s->epoch_rows < run->ntrain ? s->epoch_rows : 0;
+        int64_t first = (run->ntrain - from + b - 1) / b;
+        int64_t more = cfg->steps > first ? (cfg->steps - first + per_epoch - 1) / per_epoch : 0;
+        if (s->epoch + 1 + more < run->last_epoch)
+            run->last_epoch = s->epoch + 1 + more;
+    }
+    run->epochs = cfg->epochs > 0 ? cfg->epochs : run->last_epoch;
+    if (cfg->log_path && !(run->log = fopen(cfg->log_path, s->step ? "a" : "w")))
         return rt_fail(err, "cannot open log '%s': %s", cfg->log_path, strerror(errno));
     return RT_OK;
 }
@@ -292,25 +338,27 @@ RtStatus rt_train(RtSession *s, const RtDataset *d, const RtTrainConfig *cfg, Rt
     bool need_eval = cfg->split > 0 || m->metric != RT_METRIC_NONE;
     if (need_eval && check_eval(m, err) != RT_OK)
         return RT_FAIL;
-    RtRng rng;
-    rt_rng_seed(&rng, cfg->seed);
-    Run run = {0};
-    RtStatus st = start_run(d, cfg, &rng, &run, err);
-    int64_t epochs = cfg->epochs;
-    if (st == RT_OK && cfg->steps > 0) {
-        int64_t batches = (run.ntrain + cfg->batch - 1) / cfg->batch; /* ntrain >= 1 */
-        int64_t need = (cfg->steps + batches - 1) / batches;
-        if (epochs < 1 || need < epochs)
-            epochs = need;
-    }
-    int64_t first_epoch = s->epoch + 1, step_limit = cfg->steps ? s->step + cfg->steps : 0;
     FILE *out = cfg->out ? cfg->out : stdout;
+    if (cfg->epochs > 0 && s->epoch >= cfg->epochs) {
+        if (!cfg->quiet) {
+            fprintf(out, "nothing to train: %lld of %d epochs are done\n", (long long)s->epoch,
+                    cfg->epochs);
+            fflush(out);
+        }
+        if (last)
+            *last = (RtEpochStats){.epoch = s->epoch, .step = s->step, .lr = NAN, .loss = NAN,
+                                   .val_loss = NAN, .accuracy = NAN, .samples_per_s = NAN,
+                                   .seconds = NAN};
+        return RT_OK;
+    }
+    Run run = {0};
+    RtStatus st = start_run(s, d, cfg, &run, err);
+    int64_t step_limit = cfg->steps ? s->step + cfg->steps : 0;
     bool stop = false;
-    for (int64_t e = 0; st == RT_OK && e < epochs && !stop; e++) {
+    while (st == RT_OK && s->epoch < run.last_epoch && !stop) {
         double t0 = now_seconds();
-        RtEpochStats es = {.epoch = first_epoch + e, .val_loss = NAN, .accuracy = NAN};
-        bool complete = false;
-        st = run_epoch(s, d, cfg, &run, &rng, step_limit, &es, &stop, &complete, err);
+        RtEpochStats es = {.epoch = s->epoch + 1, .lr = NAN, .val_loss = NAN, .accuracy = NAN};
+        st = run_epoch(s, d, cfg, &run, step_limit, &es, &stop, err);
         if (st == RT_OK && run.nval > 0)
             st = rt_evaluate(s, d, run.perm + run.ntrain, run.nval, &es.val_loss, &es.accuracy,
                              err);
@@ -319,10 +367,8 @@ RtStatus rt_train(RtSession *s, const RtDataset *d, const RtTrainConfig *cfg, Rt
         if (st != RT_OK)
             break;
         es.seconds = now_seconds() - t0;
-        if (complete)
-            s->epoch++;
         if (!cfg->quiet)
-            print_progress(out, &es, first_epoch - 1 + epochs);
+            print_progress(out, &es, run.last_epoch);
         if (run.log && !log_epoch(run.log, &es))
             st = rt_fail(err, "cannot write log '%s': %s", cfg->log_path, strerror(errno));
         if (last)

@@ -1,7 +1,8 @@
 /* test_rt_safetensors.c: weight files: the exact layout the safetensors
  * format prescribes, round trips and dtype conversion, all-or-nothing
- * loading of damaged files, atomic saving, and string metadata (a text
- * model's vocabulary) written beside the weights and read back. */
+ * loading of damaged files, atomic saving, string metadata (a text model's
+ * vocabulary) written beside the weights and read back, optimizer states
+ * after the parameters, and checkpoints (states plus step, epoch and RNG). */
 #include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
@@ -493,6 +494,241 @@ static void test_weights_metadata_rejects_reserved_duplicate_and_non_utf8(void *
     rt_session_free(&s);
 }
 
+/* ---- optimizer states and checkpoints -------------------------------------------
+ * The st model plus two states (float64 offsets):
+ *   opt.m.h.W [3, 2] @80 (CONST 0.5)   opt.m.s [] @128 (NORMAL) */
+static const RtTensor st_states[] = {
+    {.name = "opt.m.h.W", .rank = 2, .dims = {3, 2}, .offset = 80},
+    {.name = "opt.m.s", .rank = 0, .offset = 128},
+};
+static const RtInit st_state_inits[] = {{.kind = RT_INIT_CONST, .a = 0.5},
+                                        {.kind = RT_INIT_NORMAL, .a = 0, .b = 1}};
+static const int st_state_param[] = {0, 3};
+
+static RtModel opt_model(int elem_size) {
+    RtModel m = st_model(elem_size);
+    m.arena_bytes = 136;
+    m.nstates = 2;
+    m.states = st_states;
+    m.state_inits = st_state_inits;
+    m.state_param = st_state_param;
+    return m;
+}
+
+/* Bytes of the st parameters / the states in the arena (float64 layout). */
+enum { PARAM_BYTES = 80, ALL_BYTES = 136 };
+
+static void fill_states(RtSession *s, double v) {
+    for (int k = 0; k < 2; k++)
+        for (int64_t i = 0; i < rt_numel(&st_states[k], 1); i++)
+            rt_store_float(rt_ptr(s, &st_states[k]), s->m->elem_size, i, v + (double)i);
+}
+
+/* The states follow the parameters in the header and the data, under their
+ * own names, and load back. */
+static void test_weights_save_states_after_parameters_and_load_them(void **state) {
+    (void)state;
+    RtModel m = opt_model(4);
+    RtSession s = session_for(&m, 1, true);
+    fill_states(&s, -3);
+    RtError err = {""};
+    const char *path = tmp_path("states.safetensors");
+    assert_int_equal(rt_save_weights(&s, path, &err), RT_OK);
+    size_t len;
+    unsigned char *f = slurp(path, &len);
+    uint64_t n = 0;
+    for (int i = 0; i < 8; i++)
+        n |= (uint64_t)f[i] << (8 * i);
+    const char *want = ",\"s\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[36,40]},"
+                       "\"opt.m.h.W\":{\"dtype\":\"F32\",\"shape\":[3,2],\"data_offsets\":[40,64]},"
+                       "\"opt.m.s\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[64,68]}}";
+    char *header = strndup((const char *)f + 8, n);
+    assert_contains(header, want);
+    assert_int_equal(len, 8 + n + 68);
+    float last;
+    memcpy(&last, f + 8 + n + 64, 4);
+    assert_true(last == -3.0f);
+    free(header);
+    free(f);
+    RtSession t = session_for(&m, 2, true);
+    assert_int_equal(rt_load_weights(&t, path, &err), RT_OK);
+    assert_memory_equal(t.arena, s.arena, ALL_BYTES);
+    rt_session_free(&s);
+    rt_session_free(&t);
+}
+
+/* A file without any state (an older gradc's, another tool's) loads its
+ * parameters and leaves the states alone; a file with some states but not
+ * all is refused, naming the missing one; tensors the model lacks are
+ * ignored. */
+static void test_weights_without_states_keep_them_and_partial_states_fail(void **state) {
+    (void)state;
+    RtModel plain = st_model(8), m = opt_model(8);
+    RtSession old = session_for(&plain, 1, true);
+    RtError err = {""};
+    const char *path = tmp_path("nostates.safetensors");
+    assert_int_equal(rt_save_weights(&old, path, &err), RT_OK);
+    RtSession s = session_for(&m, 2, true);
+    unsigned char before[ALL_BYTES];
+    memcpy(before, s.arena, ALL_BYTES);
+    assert_int_equal(rt_load_weights(&s, path, &err), RT_OK);
+    assert_memory_equal(s.arena, old.arena, PARAM_BYTES);
+    assert_memory_equal((char *)s.arena + PARAM_BYTES, before + PARAM_BYTES,
+                        ALL_BYTES - PARAM_BYTES);
+
+    RtModel one = m;
+    one.nstates = 1; /* saves opt.m.h.W only */
+    RtSession so = session_for(&one, 3, true);
+    assert_int_equal(rt_save_weights(&so, path, &err), RT_OK);
+    expect_load_error(&m, path, "optimizer state 'opt.m.s' [] is missing, though the file has "
+                                "other optimizer states of this model");
+    assert_int_equal(rt_load_weights(&old, path, &err), RT_OK); /* extra tensors: ignored */
+    assert_memory_equal(old.arena, so.arena, PARAM_BYTES);
+
+    RtTensor wrong[2] = {st_states[0], st_states[1]};
+    wrong[0].dims[0] = 2;
+    wrong[0].dims[1] = 3;
+    RtModel mw = m;
+    mw.states = wrong;
+    RtSession sw = session_for(&mw, 1, true);
+    assert_int_equal(rt_save_weights(&sw, path, &err), RT_OK);
+    expect_load_error(&m, path, "optimizer state 'opt.m.h.W' has shape [2, 3] in the file, but "
+                                "the model expects [3, 2]");
+    rt_session_free(&old);
+    rt_session_free(&s);
+    rt_session_free(&so);
+    rt_session_free(&sw);
+}
+
+static void test_weights_reject_a_state_named_like_a_parameter(void **state) {
+    (void)state;
+    RtTensor dup[2] = {st_states[0], st_states[1]};
+    dup[1].name = "h.b";
+    RtModel m = opt_model(4);
+    m.states = dup;
+    RtSession s = session_for(&m, 1, true);
+    RtError err = {""};
+    assert_int_equal(rt_save_weights(&s, tmp_path("dupstate.safetensors"), &err), RT_FAIL);
+    assert_contains(err.msg, "two tensors (a parameter and an optimizer state) are named 'h.b'");
+    rt_session_free(&s);
+}
+
+/* A checkpoint restores the parameters, the states, step, epoch, the rows
+ * done of an unfinished epoch and the RNG, whatever the loading session's
+ * seed; the caller's metadata sits beside the checkpoint's. */
+static void test_checkpoint_restores_states_counters_and_rng(void **state) {
+    (void)state;
+    for (int es = 4; es <= 8; es += 4) {
+        RtModel m = opt_model(es);
+        RtSession a = session_for(&m, 1, true);
+        fill_states(&a, 1.5);
+        a.step = 12345678901LL;
+        a.epoch = 7;
+        a.epoch_rows = 24;
+        for (int k = 0; k < 5; k++)
+            rt_rng_next(&a.rng);
+        a.rng.s[3] = 0xffffffffffffffffu; /* every hex digit */
+        RtError err = {""};
+        const char *path = tmp_path("ckpt.safetensors");
+        const char *keys[] = {"vocab"}, *values[] = {"abc"};
+        if (rt_save_checkpoint(&a, path, 1, keys, values, &err) != RT_OK)
+            fail_msg("%s", err.msg);
+        char *v = NULL;
+        assert_int_equal(rt_read_weights_meta(path, "step", &v, &err), RT_OK);
+        assert_string_equal(v, "12345678901");
+        free(v);
+        assert_int_equal(rt_read_weights_meta(path, "vocab", &v, &err), RT_OK);
+        assert_string_equal(v, "abc");
+        free(v);
+        assert_int_equal(rt_read_weights_meta(path, "rng", &v, &err), RT_OK);
+        assert_int_equal(strlen(v), 4 * 16 + 3);
+        assert_contains(v, " ffffffffffffffff");
+        free(v);
+        RtSession b = session_for(&m, 99, true);
+        assert_int_equal(rt_load_checkpoint(&b, path, &err), RT_OK);
+        assert_memory_equal(b.arena, a.arena, ALL_BYTES);
+        assert_true(b.step == a.step && b.epoch == 7 && b.epoch_rows == 24);
+        assert_memory_equal(&b.rng, &a.rng, sizeof a.rng);
+        /* a checkpoint is also a weight file: plain loading ignores the counters */
+        RtSession c = session_for(&m, 5, false);
+        assert_int_equal(rt_load_weights(&c, path, &err), RT_OK);
+        assert_memory_equal(c.arena, a.arena, ALL_BYTES);
+        assert_true(c.step == 0 && c.epoch == 0);
+        rt_session_free(&a);
+        rt_session_free(&b);
+        rt_session_free(&c);
+    }
+}
+
+/* Load must fail with want in the message and leave the session as it was. */
+static void expect_checkpoint_error(const RtModel *m, const char *path, const char *want) {
+    RtSession s = session_for(m, 99, true);
+    s.step = 3;
+    RtSession before = s;
+    unsigned char bytes[ALL_BYTES];
+    memcpy(bytes, s.arena, ALL_BYTES);
+    RtError err = {""};
+    assert_int_equal(rt_load_checkpoint(&s, path, &err), RT_FAIL);
+    assert_contains(err.msg, want);
+    assert_memory_equal(s.arena, bytes, ALL_BYTES);
+    assert_memory_equal(&s, &before, sizeof s);
+    rt_session_free(&s);
+}
+
+/* Plain weights are not a checkpoint: without states (when the model has
+ * some) or without the step, epoch and rng metadata; damaged counters are
+ * named; the checkpoint's own keys are not the caller's to use. */
+static void test_checkpoint_refuses_plain_weights_and_bad_counters(void **state) {
+    (void)state;
+    RtModel m = opt_model(8), plain = st_model(8);
+    RtError err = {""};
+    const char *path = tmp_path("plain.safetensors");
+    RtSession p = session_for(&plain, 1, true);
+    assert_int_equal(rt_save_weights(&p, path, &err), RT_OK);
+    expect_checkpoint_error(&m, path, "plain.safetensors' is not a checkpoint: it has no "
+                                      "optimizer state ('opt.m.h.W' [3, 2] is missing)");
+    /* a stateless model needs the counters all the same */
+    RtSession q = session_for(&plain, 1, true);
+    assert_int_equal(rt_load_checkpoint(&q, path, &err), RT_FAIL);
+    assert_contains(err.msg, "is not a checkpoint: it has no \"step\" in its metadata");
+    rt_session_free(&q);
+
+    RtSession s = session_for(&m, 1, true);
+    assert_int_equal(rt_save_weights(&s, path, &err), RT_OK);
+    expect_checkpoint_error(&m, path, "is not a checkpoint: it has no \"step\" in its metadata");
+    const char *k3[] = {"step", "epoch", "rng"};
+    const char *bad[][3] = {
+        {"12", "1", "1 2 3"},
+        {"12", "-1", "1 2 3 4"},
+        {"1x", "1", "1 2 3 4"},
+        {"12", "1", "0 0 0 0"},
+        {"12", "1", "1 2 3 4 "},
+        {"12", "1", "1 2 3 10000000000000000"},
+    };
+    const char *want[] = {"metadata \"rng\" is \"1 2 3\"", "metadata \"epoch\" is \"-1\"",
+                          "metadata \"step\" is \"1x\"", "\"rng\" is \"0 0 0 0\"; expected 4 "
+                                                         "hex words, not all zero",
+                          "\"rng\" is \"1 2 3 4 \"", "\"rng\" is \"1 2 3 10000000000000000\""};
+    for (int k = 0; k < 6; k++) {
+        assert_int_equal(rt_save_weights_meta(&s, path, 3, k3, bad[k], &err), RT_OK);
+        expect_checkpoint_error(&m, path, want[k]);
+    }
+    const char *ok[] = {"12", "1", "1 2 3 4"}; /* epoch_rows may be absent: 0 */
+    assert_int_equal(rt_save_weights_meta(&s, path, 3, k3, ok, &err), RT_OK);
+    RtSession t = session_for(&m, 1, false);
+    assert_int_equal(rt_load_checkpoint(&t, path, &err), RT_OK);
+    assert_true(t.step == 12 && t.epoch == 1 && t.epoch_rows == 0 && t.rng.s[3] == 4);
+    rt_session_free(&t);
+
+    const char *reserved[] = {"epoch"}, *vals[] = {"3"};
+    assert_int_equal(rt_save_checkpoint(&s, tmp_path("r.safetensors"), 1, reserved, vals, &err),
+                     RT_FAIL);
+    assert_contains(err.msg, "metadata key 'epoch' is reserved for the checkpoint");
+    assert_int_equal(access(tmp_path("r.safetensors"), F_OK), -1);
+    rt_session_free(&s);
+    rt_session_free(&p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_weights_file_has_safetensors_layout),
@@ -508,6 +744,11 @@ int main(void) {
         cmocka_unit_test(test_weights_reject_duplicate_parameter_names),
         cmocka_unit_test(test_weights_metadata_round_trips_and_keeps_format_and_model),
         cmocka_unit_test(test_weights_metadata_rejects_reserved_duplicate_and_non_utf8),
+        cmocka_unit_test(test_weights_save_states_after_parameters_and_load_them),
+        cmocka_unit_test(test_weights_without_states_keep_them_and_partial_states_fail),
+        cmocka_unit_test(test_weights_reject_a_state_named_like_a_parameter),
+        cmocka_unit_test(test_checkpoint_restores_states_counters_and_rng),
+        cmocka_unit_test(test_checkpoint_refuses_plain_weights_and_bad_counters),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

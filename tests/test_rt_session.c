@@ -1,5 +1,6 @@
-/* test_rt_session.c: the arena, hyperparameters (float and the int32 "rng"
- * key), the model checks and parameter initialisation. */
+/* test_rt_session.c: the arena, hyperparameters (float values, and the
+ * per-step kinds: t, epoch, epochs and the int32 dropout key), the model
+ * checks, and the initialisation of parameters and optimizer states. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -255,17 +256,20 @@ static void test_init_he_has_std_sqrt_2_over_fan_in(void **state) {
 }
 
 /* ---- the dropout key ---------------------------------------------------------
- * A model with a float lr and an int32 "rng" hyper; the lr default is also
- * given for rng, to show that an int hyper never receives float bits. */
+ * A model with a float lr, an int32 "rng" hyper (the dropout key, by the
+ * convention for models without hyper_kinds) and an int32 value "k"; the
+ * defaults are not whole numbers, to show that an int hyper never receives
+ * float bits. */
 static const RtTensor rng_hypers[] = {
     {.name = "lr", .rank = 0, .offset = 0},
     {.name = "rng", .dtype = RT_INT, .rank = 0, .offset = 8},
+    {.name = "k", .dtype = RT_INT, .rank = 0, .offset = 12},
 };
-static const double rng_defaults[] = {0.5, 0.5};
+static const double rng_defaults[] = {0.5, 7.5, 2.75};
 
 static RtModel rng_model(void) {
     RtModel m = {.name = "drop", .elem_size = 4, .max_batch = 1, .arena_bytes = 16,
-                 .nhypers = 2, .hypers = rng_hypers, .hyper_defaults = rng_defaults};
+                 .nhypers = 3, .hypers = rng_hypers, .hyper_defaults = rng_defaults};
     return m;
 }
 
@@ -279,15 +283,16 @@ static void test_int_hyper_starts_as_int_and_set_hyper_keeps_it_int(void **state
     RtSession s;
     RtError err = {""};
     assert_int_equal(rt_session_init(&s, &m, 1, &err), RT_OK);
-    assert_int_equal(rng_value(&s), 0); /* (int32_t)0.5; float bits would be 0x3f000000 */
+    assert_int_equal(rng_value(&s), 0); /* the key starts at 0, whatever its default */
+    assert_int_equal(*(const int32_t *)rt_ptr(&s, &rng_hypers[2]), 2); /* (int32_t)2.75 */
     assert_float_equal(*(const float *)rt_ptr(&s, &rng_hypers[0]), 0.5, 0);
     assert_int_equal(rt_set_hyper(&s, "rng", 1234.0, &err), RT_OK);
     assert_int_equal(rng_value(&s), 1234);
     rt_session_free(&s);
 }
 
-/* Each refresh stores the low 32 bits of the session RNG's next draw. */
-static void test_refresh_rng_stores_fresh_session_bits(void **state) {
+/* Each call stores the low 32 bits of the session RNG's next draw. */
+static void test_step_hypers_store_fresh_session_bits_in_rng(void **state) {
     (void)state;
     RtModel m = rng_model();
     RtSession a, b;
@@ -298,8 +303,8 @@ static void test_refresh_rng_stores_fresh_session_bits(void **state) {
     rt_rng_seed(&ref, 9);
     int32_t prev = 0;
     for (int k = 0; k < 4; k++) {
-        rt_refresh_rng(&a);
-        rt_refresh_rng(&b);
+        rt_step_hypers(&a, 0);
+        rt_step_hypers(&b, 0);
         uint32_t low = (uint32_t)rt_rng_next(&ref);
         int32_t want;
         memcpy(&want, &low, sizeof want);
@@ -309,10 +314,11 @@ static void test_refresh_rng_stores_fresh_session_bits(void **state) {
         prev = rng_value(&a);
     }
     assert_float_equal(*(const float *)rt_ptr(&a, &rng_hypers[0]), 0.5, 0); /* lr untouched */
+    assert_int_equal(*(const int32_t *)rt_ptr(&a, &rng_hypers[2]), 2);     /* k too */
     RtSession c;
     assert_int_equal(rt_session_init(&c, &m, 10, &err), RT_OK);
-    rt_refresh_rng(&c);
-    rt_refresh_rng(&a);
+    rt_step_hypers(&c, 0);
+    rt_step_hypers(&a, 0);
     assert_int_not_equal(rng_value(&c), rng_value(&a));
     rt_session_free(&a);
     rt_session_free(&b);
@@ -320,7 +326,7 @@ static void test_refresh_rng_stores_fresh_session_bits(void **state) {
 }
 
 /* A float "rng" (not the dropout key) and models without one draw nothing. */
-static void test_refresh_rng_ignores_float_hypers(void **state) {
+static void test_step_hypers_ignore_float_rng_and_draw_nothing(void **state) {
     (void)state;
     RtModel m = make_model(4);
     RtTensor hs[2] = {hypers[0], hypers[1]};
@@ -330,9 +336,179 @@ static void test_refresh_rng_ignores_float_hypers(void **state) {
     RtError err = {""};
     assert_int_equal(rt_session_init(&s, &m, 5, &err), RT_OK);
     RtRng before = s.rng;
-    rt_refresh_rng(&s);
+    rt_step_hypers(&s, 0);
     assert_memory_equal(&before, &s.rng, sizeof before);
     assert_float_equal(get(&s, &hs[1], 0), (double)0.9f, 0);
+    rt_session_free(&s);
+}
+
+/* ---- per-step hyperparameters by kind -------------------------------------------
+ * lr (value), t (step), e (epoch), n (epochs) and key (an int32 RNG key
+ * not named "rng"), float64 offsets; every default is 9, to show that only
+ * the value gets its default. */
+static const RtTensor kind_hypers[] = {
+    {.name = "lr", .rank = 0, .offset = 0},  {.name = "t", .rank = 0, .offset = 8},
+    {.name = "e", .rank = 0, .offset = 16},  {.name = "n", .rank = 0, .offset = 24},
+    {.name = "key", .dtype = RT_INT, .rank = 0, .offset = 32},
+};
+static const RtHyperKind kinds[] = {RT_HYPER_VALUE, RT_HYPER_STEP, RT_HYPER_EPOCH,
+                                    RT_HYPER_EPOCHS, RT_HYPER_RNG};
+static const double nines[] = {9, 9, 9, 9, 9};
+
+static RtModel kind_model(int elem_size) {
+    RtModel m = {.name = "kinds", .elem_size = elem_size, .max_batch = 1, .arena_bytes = 40,
+                 .nhypers = 5, .hypers = kind_hypers, .hyper_defaults = nines,
+                 .hyper_kinds = kinds};
+    return m;
+}
+
+/* t = step + 1, epoch = epochs finished, epochs = the argument, in the
+ * model's float type; the key gets the session's next bits. */
+static void test_step_hypers_store_t_epoch_epochs_and_key_by_kind(void **state) {
+    (void)state;
+    for (int es = 4; es <= 8; es += 4) {
+        RtModel m = kind_model(es);
+        RtSession s;
+        RtError err = {""};
+        assert_int_equal(rt_session_init(&s, &m, 21, &err), RT_OK);
+        assert_float_equal(get(&s, &kind_hypers[0], 0), 9, 0);
+        for (int i = 1; i < 4; i++)
+            assert_float_equal(get(&s, &kind_hypers[i], 0), 0, 0);
+        assert_int_equal(*(const int32_t *)rt_ptr(&s, &kind_hypers[4]), 0);
+        s.step = 41;
+        s.epoch = 3;
+        RtRng ref = s.rng;
+        rt_step_hypers(&s, 10);
+        assert_float_equal(get(&s, &kind_hypers[0], 0), 9, 0);
+        assert_float_equal(get(&s, &kind_hypers[1], 0), 42, 0);
+        assert_float_equal(get(&s, &kind_hypers[2], 0), 3, 0);
+        assert_float_equal(get(&s, &kind_hypers[3], 0), 10, 0);
+        uint32_t low = (uint32_t)rt_rng_next(&ref);
+        int32_t want;
+        memcpy(&want, &low, sizeof want);
+        assert_int_equal(*(const int32_t *)rt_ptr(&s, &kind_hypers[4]), want);
+        assert_memory_equal(&s.rng, &ref, sizeof ref); /* exactly one draw */
+        assert_int_equal(s.step, 41);                  /* not advanced */
+        rt_session_free(&s);
+    }
+}
+
+/* t, epoch and epochs must be floats, the key an int; an unknown kind is
+ * refused. */
+static void test_session_rejects_hyper_kinds_that_do_not_fit_their_type(void **state) {
+    (void)state;
+    RtModel m = kind_model(8);
+    RtTensor hs[5];
+    memcpy(hs, kind_hypers, sizeof hs);
+    m.hypers = hs;
+    RtSession s;
+    RtError err = {""};
+    hs[1].dtype = RT_INT;
+    assert_int_equal(rt_session_init(&s, &m, 1, &err), RT_FAIL);
+    assert_contains(err.msg, "hyperparameter 't' holds the step number, so it must be a float");
+    hs[1].dtype = RT_FLOAT;
+    hs[4].dtype = RT_FLOAT;
+    assert_int_equal(rt_session_init(&s, &m, 1, &err), RT_FAIL);
+    assert_contains(err.msg, "hyperparameter 'key' holds random bits, so it must be an int");
+    hs[4].dtype = RT_INT;
+    RtHyperKind bad[5];
+    memcpy(bad, kinds, sizeof bad);
+    bad[2] = (RtHyperKind)17;
+    m.hyper_kinds = bad;
+    assert_int_equal(rt_session_init(&s, &m, 1, &err), RT_FAIL);
+    assert_contains(err.msg, "hyperparameter 'e' has unknown kind 17");
+}
+
+/* ---- optimizer states ------------------------------------------------------------
+ * The toy model plus three states of parameter 'v' [2, 2] and 'c' [3]:
+ * opt.m.v CONST 0 at 88080, opt.s.c VALUES at 88112, opt.r.v NORMAL at 88136. */
+static const double sc_values[] = {7, 8, 9};
+static const RtTensor states[] = {
+    {.name = "opt.m.v", .rank = 2, .dims = {2, 2}, .offset = 88080},
+    {.name = "opt.s.c", .rank = 1, .dims = {3}, .offset = 88112},
+    {.name = "opt.r.v", .rank = 2, .dims = {2, 2}, .offset = 88136},
+};
+static const RtInit state_inits[] = {
+    {.kind = RT_INIT_CONST, .a = 0},
+    {.kind = RT_INIT_VALUES, .values = sc_values, .nvalues = 3},
+    {.kind = RT_INIT_NORMAL, .a = 0, .b = 1},
+};
+static const int state_param[] = {1, 0, 1};
+
+static RtModel state_model(void) {
+    RtModel m = make_model(8);
+    m.arena_bytes = 88168;
+    m.nstates = 3;
+    m.states = states;
+    m.state_inits = state_inits;
+    m.state_param = state_param;
+    return m;
+}
+
+/* States are initialised after every parameter, so that adding states does
+ * not change the parameters a seed gives. */
+static void test_init_params_initialises_states_after_the_parameters(void **state) {
+    (void)state;
+    RtModel m = state_model(), plain = make_model(8);
+    RtSession s, p;
+    assert_int_equal(rt_session_init(&s, &m, 4, NULL), RT_OK);
+    assert_int_equal(rt_session_init(&p, &plain, 4, NULL), RT_OK);
+    memset(rt_ptr(&s, &states[0]), 0xff, 32); /* CONST 0 must overwrite this */
+    rt_init_params(&s);
+    rt_init_params(&p);
+    assert_memory_equal(s.arena, p.arena, 88064); /* the parameters */
+    for (int i = 0; i < 4; i++)
+        assert_float_equal(get(&s, &states[0], i), 0, 0);
+    for (int i = 0; i < 3; i++)
+        assert_float_equal(get(&s, &states[1], i), 7 + i, 0);
+    RtRng after_params = p.rng;
+    for (int i = 0; i < 4; i++)
+        assert_float_equal(get(&s, &states[2], i), rt_rng_normal(&after_params), 1e-15);
+    rt_session_free(&s);
+    rt_session_free(&p);
+}
+
+static void test_session_rejects_bad_states_and_learning_rate_root(void **state) {
+    (void)state;
+    RtTensor st[3];
+    memcpy(st, states, sizeof st);
+    RtModel m = state_model();
+    m.states = st;
+    RtSession s;
+    RtError err = {""};
+    st[0].dims[0] = RT_DIM_BATCH;
+    assert_int_equal(rt_session_init(&s, &m, 1, &err), RT_FAIL);
+    assert_contains(err.msg, "optimizer state 'opt.m.v' [B, 2] must be a float tensor without a "
+                             "batch dimension");
+    st[0].dims[0] = 2;
+    st[2].offset = 88144; /* 32 bytes from here pass the end */
+    assert_int_equal(rt_session_init(&s, &m, 1, &err), RT_FAIL);
+    assert_contains(err.msg, "optimizer state 'opt.r.v' [2, 2] at byte 88144 needs 32 bytes");
+    st[2].offset = 88136;
+    int owners[] = {1, 4, 1};
+    m.state_param = owners;
+    assert_int_equal(rt_session_init(&s, &m, 1, &err), RT_FAIL);
+    assert_contains(err.msg, "optimizer state 'opt.s.c' belongs to parameter 4; the model has 4");
+    m.state_param = NULL;
+    assert_int_equal(rt_session_init(&s, &m, 1, &err), RT_FAIL);
+    assert_contains(err.msg, "the optimizer state table is missing");
+    m.state_param = state_param;
+    assert_int_equal(rt_session_init(&s, &m, 1, &err), RT_OK);
+    rt_session_free(&s);
+
+    /* the learning-rate root: after the loss, a float scalar */
+    static const RtTensor roots[] = {{.name = "loss", .rank = 0, .offset = 88064},
+                                     {.name = "lr", .rank = 1, .dims = {2}, .offset = 88064}};
+    m.train = (RtProgram){NULL, 2, roots};
+    m.train_lr_root = 2;
+    assert_int_equal(rt_session_init(&s, &m, 1, &err), RT_FAIL);
+    assert_contains(err.msg, "learning-rate root 2; the train program has 2 roots");
+    m.train_lr_root = 1;
+    assert_int_equal(rt_session_init(&s, &m, 1, &err), RT_FAIL);
+    assert_contains(err.msg, "the train program's learning rate 'lr' must be a float scalar");
+    m.train.nroots = 1;
+    m.train_lr_root = 0;
+    assert_int_equal(rt_session_init(&s, &m, 1, &err), RT_OK);
     rt_session_free(&s);
 }
 
@@ -349,8 +525,12 @@ int main(void) {
         cmocka_unit_test(test_init_glorot_uses_fan_in_and_fan_out),
         cmocka_unit_test(test_init_he_has_std_sqrt_2_over_fan_in),
         cmocka_unit_test(test_int_hyper_starts_as_int_and_set_hyper_keeps_it_int),
-        cmocka_unit_test(test_refresh_rng_stores_fresh_session_bits),
-        cmocka_unit_test(test_refresh_rng_ignores_float_hypers),
+        cmocka_unit_test(test_step_hypers_store_fresh_session_bits_in_rng),
+        cmocka_unit_test(test_step_hypers_ignore_float_rng_and_draw_nothing),
+        cmocka_unit_test(test_step_hypers_store_t_epoch_epochs_and_key_by_kind),
+        cmocka_unit_test(test_session_rejects_hyper_kinds_that_do_not_fit_their_type),
+        cmocka_unit_test(test_init_params_initialises_states_after_the_parameters),
+        cmocka_unit_test(test_session_rejects_bad_states_and_learning_rate_root),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,9 @@
  * lr from its hyperparameter slot. Rows are identified by their x value:
  * row i has x = (i - 32) / 8 and y = 3x + 1, both exact in float32. The
  * programs record what they see, so the tests can check batching, the split
- * and shuffling from the outside. */
+ * and shuffling from the outside. A second model, an "optimizer" with a
+ * state and a step-dependent update, checks that a run resumed from a
+ * checkpoint continues bit for bit. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -677,6 +679,408 @@ static void test_evaluate_threshold_accuracy_with_float_and_int_labels(void **st
     rt_session_free(&s);
 }
 
+/* ---- the learning rate in the log ----------------------------------------------
+ * The regression model with a step hyper t @12 and a train program that also
+ * reports a learning rate of 0.25 / t at root 1 (@16). */
+static const RtTensor lr_hypers[] = {
+    {.name = "lr", .rank = 0, .offset = 8},
+    {.name = "t", .rank = 0, .offset = 12},
+};
+static const RtHyperKind lr_kinds[] = {RT_HYPER_VALUE, RT_HYPER_STEP};
+static const double lr_defaults[] = {0.05, 0};
+static const RtTensor lr_roots[] = {
+    {.name = "loss", .rank = 0, .offset = 192},
+    {.name = "lr", .rank = 0, .offset = 16},
+};
+
+static void lr_train(void *arena, int64_t B) {
+    lin_train(arena, B);
+    *F(arena, 16) = 0.25f / *F(arena, 12);
+}
+
+/* 15 training rows in batches of 8: epoch k ends with step 2k, whose lr is
+ * 0.25 / 2k; the log has it right after "step", the progress line too. */
+static void test_train_logs_the_learning_rate_of_the_epochs_last_step(void **state) {
+    (void)state;
+    RtModel m = lin_model;
+    m.nhypers = 2;
+    m.hypers = lr_hypers;
+    m.hyper_kinds = lr_kinds;
+    m.hyper_defaults = lr_defaults;
+    m.train = (RtProgram){lr_train, 2, lr_roots};
+    m.train_lr_root = 1;
+    RtDataset d = lin_data(20);
+    RtSession s;
+    RtError err = {""};
+    assert_int_equal(rt_session_init(&s, &m, 1, &err), RT_OK);
+    rt_init_params(&s);
+    RtTrainConfig cfg = quiet_cfg(3, 8);
+    cfg.split = 0.25;
+    char log_path[300];
+    snprintf(log_path, sizeof log_path, "%s/lr.jsonl", tmpdir);
+    cfg.log_path = log_path;
+    cfg.quiet = false;
+    char *buf = NULL;
+    size_t len = 0;
+    cfg.out = open_memstream(&buf, &len);
+    RtEpochStats last;
+    assert_int_equal(rt_train(&s, &d, &cfg, &last, &err), RT_OK);
+    fclose(cfg.out);
+    assert_true(last.lr == (double)(0.25f / 6.0f));
+    assert_contains(buf, "epoch 1/3  loss ");
+    assert_contains(buf, "  lr 0.125  ");
+    assert_contains(buf, "  lr 0.04167  ");
+    free(buf);
+    char *text = slurp(log_path);
+    assert_contains(text, "{\"epoch\":1,\"step\":2,\"lr\":0.125,\"loss\":");
+    assert_contains(text, "{\"epoch\":2,\"step\":4,\"lr\":0.0625,\"loss\":");
+    assert_contains(text, "{\"epoch\":3,\"step\":6,\"lr\":0.0416666679,\"loss\":");
+    rt_session_free(&s);
+
+    /* without a learning-rate root: NaN, and no "lr" anywhere */
+    s = lin_session();
+    cfg.out = NULL;
+    cfg.quiet = true;
+    assert_int_equal(rt_train(&s, &d, &cfg, &last, &err), RT_OK);
+    assert_true(isnan(last.lr));
+    assert_null(strstr(slurp(log_path), "\"lr\""));
+    rt_session_free(&s);
+}
+
+/* An epoch's order depends on the seed and the epoch's number only: three
+ * epochs in one call see the rows in the same order as in three calls. */
+static void test_train_epoch_order_depends_on_seed_and_epoch_number_only(void **state) {
+    (void)state;
+    RtDataset d = lin_data(12);
+    int one_call[36];
+    RtSession s = lin_session();
+    RtTrainConfig cfg = quiet_cfg(3, 5);
+    cfg.split = 0.25;
+    RtError err = {""};
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_OK);
+    assert_int_equal(rec.norder, 27); /* 9 training rows, 3 epochs */
+    memcpy(one_call, rec.order, sizeof(int) * 27);
+    rt_session_free(&s);
+    memset(&rec, 0, sizeof rec);
+    s = lin_session();
+    for (int e = 1; e <= 3; e++) {
+        cfg.epochs = e;
+        assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_OK);
+        assert_int_equal(s.epoch, e);
+    }
+    assert_int_equal(rec.norder, 27);
+    assert_memory_equal(rec.order, one_call, sizeof(int) * 27);
+    assert_memory_not_equal(one_call, one_call + 9, sizeof(int) * 9);
+    rt_session_free(&s);
+}
+
+/* ---- resuming from a checkpoint ---------------------------------------------------
+ * An Adam-like "optimizer" on y = w0 x + w1, float64. Everything that a
+ * resumed run could get wrong moves the weights: the update is a running
+ * mean m of the gradients (an optimizer state) with bias correction
+ * 1 / (1 - 0.9^t) (the step hyper t), a schedule lr (1 - epoch / (epochs +
+ * 1)) (the epoch and epochs hypers), a nudge from the dropout key (the
+ * session RNG), and, as SGD does, each batch's gradient depends on the
+ * weights left by the batches before it (the row order).
+ * Arena (float64):  w [2] @0   opt.m.w [2] @16   lr @32  t @40  epoch @48
+ *                   epochs @56  key (int32) @64  x [B, 1] @128  y [B, 1] @192
+ *                   loss @256  lr_now @264  pred [B, 1] @320 */
+enum { OPT_MAXB = 4, OPT_ROWS = 23 };
+
+#define D(arena, off) ((double *)((char *)(arena) + (off)))
+
+static int opt_train_calls;
+
+static void opt_train(void *arena, int64_t B) {
+    double *w = D(arena, 0), *mo = D(arena, 16);
+    double lr = *D(arena, 32), t = *D(arena, 40), epoch = *D(arena, 48), epochs = *D(arena, 56);
+    int32_t key = *(const int32_t *)((const char *)arena + 64);
+    const double *x = D(arena, 128), *y = D(arena, 192);
+    double g0 = 0, g1 = 0, loss = 0;
+    for (int64_t i = 0; i < B; i++) {
+        double e = w[0] * x[i] + w[1] - y[i];
+        loss += e * e;
+        g0 += 2 * e * x[i];
+        g1 += 2 * e;
+    }
+    mo[0] = 0.9 * mo[0] + 0.1 * g0 / (double)B;
+    mo[1] = 0.9 * mo[1] + 0.1 * g1 / (double)B;
+    double step = lr * (1 - epoch / (epochs + 1)) / (1 - pow(0.9, t));
+    w[0] -= step * mo[0] + (double)(key & 0xffff) * 1e-9;
+    w[1] -= step * mo[1];
+    *D(arena, 256) = loss / (double)B;
+    *D(arena, 264) = step;
+    opt_train_calls++;
+}
+
+static void opt_eval(void *arena, int64_t B) {
+    const double *w = D(arena, 0), *x = D(arena, 128), *y = D(arena, 192);
+    double loss = 0;
+    for (int64_t i = 0; i < B; i++) {
+        D(arena, 320)[i] = w[0] * x[i] + w[1];
+        loss += (D(arena, 320)[i] - y[i]) * (D(arena, 320)[i] - y[i]);
+    }
+    *D(arena, 256) = loss / (double)B;
+}
+
+static const RtTensor opt_params[] = {{.name = "w", .rank = 1, .dims = {2}, .offset = 0}};
+static const RtInit opt_inits[] = {{.kind = RT_INIT_NORMAL, .a = 0, .b = 1}};
+static const RtTensor opt_states[] = {
+    {.name = "opt.m.w", .rank = 1, .dims = {2}, .offset = 16}};
+static const RtInit opt_state_inits[] = {{.kind = RT_INIT_CONST, .a = 0}};
+static const int opt_state_param[] = {0};
+static const RtTensor opt_hypers[] = {
+    {.name = "lr", .rank = 0, .offset = 32},     {.name = "t", .rank = 0, .offset = 40},
+    {.name = "epoch", .rank = 0, .offset = 48},  {.name = "epochs", .rank = 0, .offset = 56},
+    {.name = "key", .dtype = RT_INT, .rank = 0, .offset = 64},
+};
+static const RtHyperKind opt_kinds[] = {RT_HYPER_VALUE, RT_HYPER_STEP, RT_HYPER_EPOCH,
+                                        RT_HYPER_EPOCHS, RT_HYPER_RNG};
+static const double opt_defaults[] = {0.1, 0, 0, 0, 0};
+static const RtTensor opt_inputs[] = {
+    {.name = "x", .rank = 2, .dims = {RT_DIM_BATCH, 1}, .offset = 128},
+    {.name = "y", .rank = 2, .dims = {RT_DIM_BATCH, 1}, .offset = 192},
+};
+static const RtTensor opt_train_roots[] = {
+    {.name = "loss", .rank = 0, .offset = 256},
+    {.name = "lr", .rank = 0, .offset = 264},
+};
+static const RtTensor opt_eval_roots[] = {
+    {.name = "loss", .rank = 0, .offset = 256},
+    {.name = "pred", .rank = 2, .dims = {RT_DIM_BATCH, 1}, .offset = 320},
+};
+
+static const RtModel opt_model = {
+    .name = "opt",
+    .elem_size = 8,
+    .max_batch = OPT_MAXB,
+    .arena_bytes = 352,
+    .nparams = 1,
+    .params = opt_params,
+    .inits = opt_inits,
+    .ninputs = 2,
+    .inputs = opt_inputs,
+    .nhypers = 5,
+    .hypers = opt_hypers,
+    .hyper_defaults = opt_defaults,
+    .hyper_kinds = opt_kinds,
+    .nstates = 1,
+    .states = opt_states,
+    .state_inits = opt_state_inits,
+    .state_param = opt_state_param,
+    .train = {opt_train, 2, opt_train_roots},
+    .train_lr_root = 1,
+    .eval = {opt_eval, 2, opt_eval_roots},
+};
+
+/* 23 rows of y = 2x - 1 + a wobble; 5 held out, 18 trained in batches of
+ * 4, 4, 4, 4, 2. */
+static double oxs[OPT_ROWS], oys[OPT_ROWS];
+static void *opt_ptrs[2] = {oxs, oys};
+static int64_t opt_elems[2] = {1, 1};
+
+static RtDataset opt_data(void) {
+    for (int i = 0; i < OPT_ROWS; i++) {
+        oxs[i] = (i - 11) / 4.0;
+        oys[i] = 2 * oxs[i] - 1 + 0.3 * sin(7.0 * i);
+    }
+    RtDataset d = {.n = OPT_ROWS, .ninputs = 2, .data = opt_ptrs, .row_elems = opt_elems};
+    return d;
+}
+
+static RtTrainConfig opt_cfg(int epochs) {
+    RtTrainConfig cfg = {.epochs = epochs, .batch = OPT_MAXB, .seed = 5, .split = 0.2,
+                         .quiet = true};
+    return cfg;
+}
+
+/* The weights, the state and the counters a run ends with. */
+typedef struct OptResult {
+    double wm[4]; /* w, then opt.m.w: the arena's first 32 bytes */
+    int64_t step, epoch;
+    RtRng rng;
+} OptResult;
+
+static OptResult opt_result(const RtSession *s) {
+    OptResult r;
+    memcpy(r.wm, s->arena, sizeof r.wm);
+    r.step = s->step;
+    r.epoch = s->epoch;
+    r.rng = s->rng;
+    return r;
+}
+
+static void assert_same_result(const OptResult *a, const OptResult *b) {
+    assert_memory_equal(a->wm, b->wm, sizeof a->wm);
+    assert_int_equal(a->step, b->step);
+    assert_int_equal(a->epoch, b->epoch);
+    assert_memory_equal(&a->rng, &b->rng, sizeof a->rng);
+}
+
+/* 4 epochs in one session, straight through. */
+static OptResult opt_straight(void) {
+    RtDataset d = opt_data();
+    RtSession s;
+    RtError err = {""};
+    assert_int_equal(rt_session_init(&s, &opt_model, 11, &err), RT_OK);
+    rt_init_params(&s);
+    RtTrainConfig cfg = opt_cfg(4);
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_OK);
+    OptResult r = opt_result(&s);
+    rt_session_free(&s);
+    return r;
+}
+
+/* Train a session of seed 11 towards 4 epochs for `steps` steps (an
+ * interruption), save a checkpoint at path, and return. */
+static void opt_first_part(int64_t steps, const char *path, const char *log_path) {
+    RtDataset d = opt_data();
+    RtSession s;
+    RtError err = {""};
+    assert_int_equal(rt_session_init(&s, &opt_model, 11, &err), RT_OK);
+    rt_init_params(&s);
+    RtTrainConfig cfg = opt_cfg(4);
+    cfg.steps = steps;
+    cfg.log_path = log_path;
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_OK);
+    if (rt_save_checkpoint(&s, path, 0, NULL, NULL, &err) != RT_OK)
+        fail_msg("%s", err.msg);
+    rt_session_free(&s);
+}
+
+typedef enum Spoil { SPOIL_NONE, SPOIL_STEP, SPOIL_STATE, SPOIL_RNG, SPOIL_EPOCH_ROWS } Spoil;
+
+/* A fresh session (another seed) restored from the checkpoint at path, one
+ * thing spoiled, trained to 4 epochs. out: the progress lines (may be NULL). */
+static OptResult opt_resume(const char *path, Spoil spoil, const char *log_path, char **out) {
+    RtDataset d = opt_data();
+    RtSession s;
+    RtError err = {""};
+    assert_int_equal(rt_session_init(&s, &opt_model, 999, &err), RT_OK);
+    if (rt_load_checkpoint(&s, path, &err) != RT_OK)
+        fail_msg("%s", err.msg);
+    switch (spoil) {
+    case SPOIL_NONE: break;
+    case SPOIL_STEP: s.step = 0; break;
+    case SPOIL_STATE: memset(rt_ptr(&s, &opt_states[0]), 0, 16); break;
+    case SPOIL_RNG: rt_rng_seed(&s.rng, 11); break;
+    case SPOIL_EPOCH_ROWS: s.epoch_rows = 0; break;
+    }
+    RtTrainConfig cfg = opt_cfg(4);
+    cfg.log_path = log_path;
+    size_t len = 0;
+    if (out) {
+        cfg.quiet = false;
+        cfg.out = open_memstream(out, &len);
+    }
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_OK);
+    if (out)
+        fclose(cfg.out);
+    OptResult r = opt_result(&s);
+    rt_session_free(&s);
+    return r;
+}
+
+/* 4 epochs straight, and 2 epochs + checkpoint + a fresh session + 2 more,
+ * give the same weights, state, counters and RNG, bit for bit; the resumed
+ * run numbers its epochs 3 and 4 of 4 and appends to the log. Spoiling any
+ * one thing a checkpoint restores changes the result. */
+static void test_train_resumed_from_checkpoint_matches_straight_run_bit_for_bit(void **state) {
+    (void)state;
+    OptResult straight = opt_straight();
+    assert_int_equal(straight.step, 20);
+    char path[300], log_path[300];
+    snprintf(path, sizeof path, "%s/ckpt.safetensors", tmpdir);
+    snprintf(log_path, sizeof log_path, "%s/resume.jsonl", tmpdir);
+    opt_first_part(10, path, log_path); /* epochs 1 and 2: 5 steps each */
+    char *out = NULL;
+    opt_train_calls = 0;
+    OptResult resumed = opt_resume(path, SPOIL_NONE, log_path, &out);
+    assert_same_result(&resumed, &straight);
+    assert_int_equal(opt_train_calls, 10);
+    assert_null(strstr(out, "epoch 1/4"));
+    assert_null(strstr(out, "epoch 2/4"));
+    assert_contains(out, "epoch 3/4  loss ");
+    assert_contains(out, "epoch 4/4  loss ");
+    free(out);
+    char *log = slurp(log_path);
+    for (int e = 1; e <= 4; e++) {
+        char want[64];
+        snprintf(want, sizeof want, "{\"epoch\":%d,\"step\":%d,\"lr\":", e, 5 * e);
+        assert_contains(log, want);
+    }
+
+    static const Spoil spoils[] = {SPOIL_STEP, SPOIL_STATE, SPOIL_RNG};
+    for (size_t k = 0; k < sizeof spoils / sizeof *spoils; k++) {
+        OptResult bad = opt_resume(path, spoils[k], NULL, NULL);
+        assert_memory_not_equal(bad.wm, straight.wm, sizeof bad.wm);
+    }
+    /* a plain weight file (no counters) cannot continue exactly either */
+    RtDataset d = opt_data();
+    RtSession s;
+    RtError err = {""};
+    assert_int_equal(rt_session_init(&s, &opt_model, 11, &err), RT_OK);
+    assert_int_equal(rt_load_weights(&s, path, &err), RT_OK);
+    RtTrainConfig cfg = opt_cfg(2);
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_OK);
+    assert_memory_not_equal(s.arena, straight.wm, sizeof straight.wm);
+    rt_session_free(&s);
+}
+
+/* Interrupted inside an epoch (a step limit of 7: epoch 2 after 2 of its 5
+ * batches), the resumed run finishes that epoch from its third batch and
+ * still matches the straight run. */
+static void test_train_resumed_mid_epoch_continues_from_the_next_batch(void **state) {
+    (void)state;
+    OptResult straight = opt_straight();
+    char path[300];
+    snprintf(path, sizeof path, "%s/mid.safetensors", tmpdir);
+    opt_first_part(7, path, NULL);
+    char *v = NULL;
+    RtError err = {""};
+    assert_int_equal(rt_read_weights_meta(path, "epoch_rows", &v, &err), RT_OK);
+    assert_string_equal(v, "8");
+    free(v);
+    opt_train_calls = 0;
+    OptResult resumed = opt_resume(path, SPOIL_NONE, NULL, NULL);
+    assert_same_result(&resumed, &straight);
+    assert_int_equal(opt_train_calls, 13);
+    OptResult bad = opt_resume(path, SPOIL_EPOCH_ROWS, NULL, NULL);
+    assert_memory_not_equal(bad.wm, straight.wm, sizeof bad.wm);
+}
+
+/* A session that has done all of cfg->epochs trains nothing, says so, and
+ * leaves the log alone. */
+static void test_train_with_every_epoch_done_trains_nothing(void **state) {
+    (void)state;
+    RtDataset d = lin_data(10);
+    RtSession s = lin_session();
+    RtTrainConfig cfg = quiet_cfg(2, 4);
+    char log_path[300];
+    snprintf(log_path, sizeof log_path, "%s/done.jsonl", tmpdir);
+    cfg.log_path = log_path;
+    RtError err = {""};
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_OK);
+    char before[4096];
+    snprintf(before, sizeof before, "%s", slurp(log_path));
+    int calls = rec.train_calls;
+    cfg.quiet = false;
+    char *buf = NULL;
+    size_t len = 0;
+    cfg.out = open_memstream(&buf, &len);
+    RtEpochStats last;
+    assert_int_equal(rt_train(&s, &d, &cfg, &last, &err), RT_OK);
+    fclose(cfg.out);
+    assert_string_equal(buf, "nothing to train: 2 of 2 epochs are done\n");
+    free(buf);
+    assert_int_equal(rec.train_calls, calls);
+    assert_int_equal(last.epoch, 2);
+    assert_int_equal(last.step, 6);
+    assert_true(isnan(last.loss));
+    assert_string_equal(slurp(log_path), before);
+    rt_session_free(&s);
+}
+
 static int setup(void **state) {
     (void)state;
     return mkdtemp(tmpdir) ? 0 : -1;
@@ -685,7 +1089,8 @@ static int setup(void **state) {
 static int teardown(void **state) {
     (void)state;
     char path[300];
-    const char *names[] = {"nan.jsonl", "train.jsonl"};
+    const char *names[] = {"nan.jsonl",  "train.jsonl",       "lr.jsonl",       "resume.jsonl",
+                           "done.jsonl", "ckpt.safetensors", "mid.safetensors"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         snprintf(path, sizeof path, "%s/%s", tmpdir, names[i]);
         unlink(path);
@@ -713,6 +1118,15 @@ int main(void) {
         cmocka_unit_test_setup(test_evaluate_argmax_accuracy_in_batches_of_max_batch, setup_each),
         cmocka_unit_test_setup(test_evaluate_threshold_accuracy_with_float_and_int_labels,
                                setup_each),
+        cmocka_unit_test_setup(test_train_logs_the_learning_rate_of_the_epochs_last_step,
+                               setup_each),
+        cmocka_unit_test_setup(test_train_epoch_order_depends_on_seed_and_epoch_number_only,
+                               setup_each),
+        cmocka_unit_test_setup(test_train_resumed_from_checkpoint_matches_straight_run_bit_for_bit,
+                               setup_each),
+        cmocka_unit_test_setup(test_train_resumed_mid_epoch_continues_from_the_next_batch,
+                               setup_each),
+        cmocka_unit_test_setup(test_train_with_every_epoch_done_trains_nothing, setup_each),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
