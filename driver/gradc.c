@@ -34,6 +34,7 @@ static const char usage_main[] =
     "  train M.nn    compile the model with the JIT and train it\n"
     "  predict M.nn  run a trained model on new data, or generate text\n"
     "  grad M.nn     print the forward graph, the gradient graph and the update\n"
+    "  emit M.nn     print the compiled programs: kernels, LLVM IR or assembly\n"
     "\n"
     "gradc <command> --help describes a command's options.\n"
     "gradc --version prints the version.\n";
@@ -46,16 +47,23 @@ static const char usage_train[] =
     "  --data F        read this file instead of the data source's (first) file:\n"
     "                  csv: same columns; text: same context; npy: only when it\n"
     "                  names one file; idx: the images (the labels stay)\n"
-    "  --epochs N      passes over the training data\n"
+    "  --epochs N      passes over the training data, in all (a resumed run\n"
+    "                  continues up to epoch N)\n"
     "  --steps N       stop after N optimizer steps\n"
     "  --batch N       mini-batch size\n"
-    "  --lr X          learning rate\n"
+    "  --optimizer R   the update rule, as in the train block: \"adam(lr = 3e-4)\";\n"
+    "                  sgd momentum nesterov adagrad rmsprop adam adamw, or the\n"
+    "                  model's own optimizer blocks\n"
+    "  --lr X          the rule's learning rate (replaces a schedule too)\n"
     "  --seed N        seed for initialisation, shuffling and the split\n"
     "  --split X       hold out this fraction of the rows for val_loss and accuracy\n"
     "  --weights F     start from these weights (safetensors) instead of initialising\n"
-    "  --save F        write the trained weights here (default: <model>.safetensors)\n"
-    "  --log F.jsonl   one JSON object per epoch: epoch, step, loss, val_loss,\n"
-    "                  accuracy, samples_per_s, seconds\n"
+    "  --resume F      continue the run that saved checkpoint F, exactly where it\n"
+    "                  stopped: weights, optimizer state, step, epoch, RNG, seed\n"
+    "  --save F        write a checkpoint (the trained weights, the optimizer state\n"
+    "                  and where training stopped) here (default: <model>.safetensors)\n"
+    "  --log F.jsonl   one JSON object per epoch: epoch, step, lr, loss, val_loss,\n"
+    "                  accuracy, samples_per_s, seconds (a resumed run appends)\n"
     "  --threads N     OpenBLAS threads (default: OpenBLAS's choice)\n"
     "  -q, --quiet     no progress output\n"
     "  -h, --help      this text\n";
@@ -91,6 +99,18 @@ static const char usage_predict[] =
     "  --temperature T sample from p^(1/T); 0 picks the most likely (default 1)\n"
     "  --seed N        seed for the sampling (default 0)\n"
     "The prompt and the generated text go to stdout (or --output).\n";
+
+static const char usage_emit[] =
+    "usage: gradc emit M.nn [--ir | --llvm | --asm] [--batch N] [--optimizer R]\n"
+    "\n"
+    "Compiles the model for training as gradc train does and prints, to stdout:\n"
+    "  --ir            the graph after the optimisation passes and the kernels of\n"
+    "                  every program after fusion (the default)\n"
+    "  --llvm          the LLVM IR after LLVM's optimisation\n"
+    "  --asm           the host CPU's assembly\n"
+    "  --batch N       the largest batch to compile for (default: the train block's)\n"
+    "  --optimizer R   the update rule (default: the train block's)\n"
+    "  -h, --help      this text\n";
 
 static const char usage_grad[] =
     "usage: gradc grad M.nn [options]\n"
@@ -212,6 +232,8 @@ static Model *load_model(Arena *a, Diags *d, const char *path) {
 
 typedef struct TrainOpts {
     const char *model, *data, *weights, *save, *log;
+    const char *resume; /* --resume: a checkpoint to continue from */
+    const char *optimizer; /* --optimizer "adam(lr = 3e-4)" */
     int64_t epochs, steps, batch, seed, threads;
     double lr, split;
     bool have_lr, have_seed, have_split, quiet;
@@ -242,6 +264,8 @@ static int parse_train_opts(int argc, char **argv, TrainOpts *o) {
         } else if ((v = opt_value(argc, argv, &i, "--threads"))) {
             if (!parse_i64(v, 1, &o->threads) || o->threads > 1024)
                 return usage_error("train", "--threads expects a positive integer, got '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--optimizer"))) {
+            o->optimizer = v;
         } else if ((v = opt_value(argc, argv, &i, "--lr"))) {
             if (!parse_f64(v, &o->lr) || o->lr < 0)
                 return usage_error("train", "--lr expects a non-negative number, got '%s'", v);
@@ -254,6 +278,8 @@ static int parse_train_opts(int argc, char **argv, TrainOpts *o) {
             o->data = v;
         } else if ((v = opt_value(argc, argv, &i, "--weights"))) {
             o->weights = v;
+        } else if ((v = opt_value(argc, argv, &i, "--resume"))) {
+            o->resume = v;
         } else if ((v = opt_value(argc, argv, &i, "--save"))) {
             o->save = v;
         } else if ((v = opt_value(argc, argv, &i, "--log"))) {
@@ -270,44 +296,10 @@ static int parse_train_opts(int argc, char **argv, TrainOpts *o) {
     }
     if (!o->model)
         return usage_error("train", "no model file given");
+    if (o->weights && o->resume)
+        return usage_error("train", "--weights and --resume do not go together: --weights starts "
+                                    "a new run from weights, --resume continues a checkpoint");
     return 0;
-}
-
-/* The optimizer of the train block with its arguments and --lr applied.
- * Reports unknown names at their location; false on error. */
-static bool choose_optimizer(const Model *m, const TrainOpts *o, Diags *d, Optimizer *out) {
-    const char *name = m->train.optimizer ? m->train.optimizer : "sgd";
-    const Optimizer *opt = opt_lookup(name);
-    if (!opt) {
-        int n;
-        const char *const *known = opt_names(&n);
-        const char *near = closest_name(name, known, n);
-        if (near) {
-            diag_error(d, m->train.optimizer_loc, "unknown optimizer '%s'; did you mean '%s'?", name, near);
-        } else {
-            char list[256] = "";
-            for (int i = 0; i < n; i++)
-                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", known[i]);
-            diag_error(d, m->train.optimizer_loc, "unknown optimizer '%s' (known: %s)", name, list);
-        }
-        return false;
-    }
-    *out = *opt;
-    for (int i = 0; i < m->train.nopt_args; i++) {
-        const OptArg *arg = &m->train.opt_args[i];
-        int k = 0;
-        while (k < out->nhyper && strcmp(out->hyper_names[k], arg->name) != 0)
-            k++;
-        if (k == out->nhyper) {
-            diag_error(d, arg->loc, "optimizer '%s' has no hyperparameter '%s'", name, arg->name);
-            return false;
-        }
-        out->hyper_values[k] = arg->value;
-    }
-    for (int k = 0; k < out->nhyper && o->have_lr; k++)
-        if (!strcmp(out->hyper_names[k], "lr"))
-            out->hyper_values[k] = o->lr;
-    return true;
 }
 
 /* ---- data sources ----------------------------------------------------------- */
@@ -401,6 +393,30 @@ static RtStatus weights_vocab(const char *path, RtVocab *v, bool *found, RtError
     return RT_OK;
 }
 
+/* The seed a resumed run must use: the one the checkpoint at path was
+ * trained with (its "seed" metadata), which decides the held-out split and
+ * the data order. *seed is left alone when the checkpoint does not say; a
+ * different --seed is an error. */
+static RtStatus resume_seed(const char *path, const TrainOpts *o, uint64_t *seed, RtError *err) {
+    char *v = NULL;
+    if (rt_read_weights_meta(path, "seed", &v, err) != RT_OK)
+        return RT_FAIL;
+    if (!v)
+        return RT_OK;
+    int64_t saved;
+    RtStatus st = RT_OK;
+    if (!parse_i64(v, 0, &saved))
+        st = rt_fail(err, "%s: corrupt checkpoint: metadata \"seed\" is \"%.40s\"", path, v);
+    else if (o->have_seed && (uint64_t)o->seed != (uint64_t)saved)
+        st = rt_fail(err, "%s was trained with seed %lld; resuming with --seed %lld would change "
+                          "the held-out rows and the data order",
+                     path, (long long)saved, (long long)o->seed);
+    else
+        *seed = (uint64_t)saved;
+    free(v);
+    return st;
+}
+
 static int cmd_train(int argc, char **argv) {
     TrainOpts o;
     int rc = parse_train_opts(argc, argv, &o);
@@ -424,11 +440,6 @@ static int cmd_train(int argc, char **argv) {
         fprintf(stderr, "%s: error: the model has no 'loss = ...' statement, so there is nothing to train\n", o.model);
         goto out;
     }
-    Optimizer opt;
-    if (!choose_optimizer(m, &o, &d, &opt)) {
-        diags_print(&d, stderr, want_color());
-        goto out;
-    }
     if (m->train.data.kind == DATA_NONE) {
         fprintf(stderr, "%s: error: the train block has no 'data = ...' (csv, idx, npy or text), "
                         "so gradc does not know what to train on\n", o.model);
@@ -439,8 +450,10 @@ static int cmd_train(int argc, char **argv) {
         goto out;
     }
     int64_t batch = o.batch > 0 ? o.batch : m->train.batch;
-    ad_backward(g);
-    opt_build(g, &opt);
+    if (!fe_build_training(m, &d, o.optimizer, o.have_lr ? o.lr : NAN)) {
+        diags_print(&d, stderr, want_color());
+        goto out;
+    }
     ir_optimize(g);
     /* The grad program is for gradient checks; training needs the rest. */
     Plan *plan = ir_plan_programs(g, batch, 4, ~(1u << PROG_GRAD));
@@ -455,19 +468,24 @@ static int cmd_train(int argc, char **argv) {
 
     rt_setup((int)o.threads);
     uint64_t seed = o.have_seed ? (uint64_t)o.seed : m->train.seed;
+    if (o.resume && resume_seed(o.resume, &o, &seed, &err) != RT_OK)
+        goto rt_error;
     if (rt_session_init(&s, rm, seed, &err) != RT_OK)
         goto rt_error;
-    if (o.weights) {
+    if (o.resume) {
+        if (rt_load_checkpoint(&s, o.resume, &err) != RT_OK)
+            goto rt_error;
+    } else if (o.weights) {
         if (rt_load_weights(&s, o.weights, &err) != RT_OK)
             goto rt_error;
     } else {
         rt_init_params(&s);
     }
     const DataSpec *ds = &m->train.data;
+    const char *start = o.resume ? o.resume : o.weights;
     RtVocab vocab, given;
     bool have_vocab = false;
-    if (ds->kind == DATA_TEXT && o.weights &&
-        weights_vocab(o.weights, &given, &have_vocab, &err) != RT_OK)
+    if (ds->kind == DATA_TEXT && start && weights_vocab(start, &given, &have_vocab, &err) != RT_OK)
         goto rt_error;
     if (load_data(a, ds, rm, o.data, NULL, have_vocab ? &given : NULL, &vocab, &data, &err) !=
         RT_OK)
@@ -495,17 +513,16 @@ static int cmd_train(int argc, char **argv) {
     if (rt_train(&s, &data, &tc, &last, &err) != RT_OK)
         goto rt_error;
     const char *save = o.save ? o.save : arena_printf(a, "%s.safetensors", g->name);
-    if (ds->kind == DATA_TEXT) {
-        /* The vocabulary and context go with the weights for gradc predict. */
-        char vbuf[RT_VOCAB_STR_MAX], cbuf[32];
-        snprintf(cbuf, sizeof cbuf, "%lld", (long long)ds->context);
-        const char *keys[] = {"vocab", "context"};
-        const char *values[] = {rt_vocab_to_string(&vocab, vbuf), cbuf};
-        if (rt_save_weights_meta(&s, save, 2, keys, values, &err) != RT_OK)
-            goto rt_error;
-    } else if (rt_save_weights(&s, save, &err) != RT_OK) {
+    /* A checkpoint, with the seed for --resume and, for text, the
+     * vocabulary and context for gradc predict. */
+    char sbuf[32], vbuf[RT_VOCAB_STR_MAX], cbuf[32];
+    snprintf(sbuf, sizeof sbuf, "%llu", (unsigned long long)seed);
+    snprintf(cbuf, sizeof cbuf, "%lld", (long long)ds->context);
+    const char *keys[] = {"seed", "vocab", "context"};
+    const char *vocab_str = ds->kind == DATA_TEXT ? rt_vocab_to_string(&vocab, vbuf) : "";
+    const char *values[] = {sbuf, vocab_str, cbuf};
+    if (rt_save_checkpoint(&s, save, ds->kind == DATA_TEXT ? 3 : 1, keys, values, &err) != RT_OK)
         goto rt_error;
-    }
     if (!o.quiet)
         printf("gradc: saved weights to %s\n", save);
     rc = 0;
@@ -861,14 +878,10 @@ static int cmd_grad(int argc, char **argv) {
         goto out;
     Graph *g = m->graph;
     if (g->loss) {
-        Optimizer opt;
-        TrainOpts none = {0};
-        if (!choose_optimizer(m, &none, &d, &opt)) {
+        if (!fe_build_training(m, &d, NULL, NAN)) {
             diags_print(&d, stderr, want_color());
             goto out;
         }
-        ad_backward(g);
-        opt_build(g, &opt);
     } else {
         fprintf(stderr, "%s: note: the model has no 'loss = ...', so it has no gradient graph\n", model);
     }
@@ -882,6 +895,85 @@ static int cmd_grad(int argc, char **argv) {
     }
     rc = 0;
 out:
+    arena_free(a);
+    return rc;
+}
+
+/* ---- gradc emit --------------------------------------------------------------- */
+
+static int cmd_emit(int argc, char **argv) {
+    const char *model = NULL, *optimizer = NULL;
+    enum { EMIT_IR, EMIT_LLVM, EMIT_ASM } what = EMIT_IR;
+    int64_t batch = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_emit, stdout);
+            return 0;
+        } else if (!strcmp(a, "--ir")) {
+            what = EMIT_IR;
+        } else if (!strcmp(a, "--llvm")) {
+            what = EMIT_LLVM;
+        } else if (!strcmp(a, "--asm")) {
+            what = EMIT_ASM;
+        } else if ((v = opt_value(argc, argv, &i, "--batch"))) {
+            if (!parse_i64(v, 1, &batch) || batch > (1 << 24))
+                return usage_error("emit", "--batch expects an integer from 1 to 16777216, got '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--optimizer"))) {
+            optimizer = v;
+        } else if (a[0] == '-') {
+            return usage_error("emit", "unknown option '%s'", a);
+        } else if (model) {
+            return usage_error("emit", "one model file at a time ('%s' and '%s')", model, a);
+        } else {
+            model = a;
+        }
+    }
+    if (!model)
+        return usage_error("emit", "no model file given");
+    Arena *a = arena_new();
+    Diags d;
+    diags_init(&d, a);
+    int rc = EXIT_USER;
+    CgModule *cg = NULL;
+    Model *m = load_model(a, &d, model);
+    if (!m)
+        goto out;
+    Graph *g = m->graph;
+    if (g->loss && !fe_build_training(m, &d, optimizer, NAN)) {
+        diags_print(&d, stderr, want_color());
+        goto out;
+    }
+    ir_optimize(g);
+    Plan *plan = ir_plan(g, batch ? batch : m->train.batch, 4);
+    if (what == EMIT_IR) {
+        ir_print_graph(stdout, g);
+        for (int k = 0; k < PROG_COUNT; k++)
+            if (plan->prog[k].roots.len) {
+                printf("\n");
+                ir_print_program(stdout, g, &plan->prog[k]);
+            }
+        rc = 0;
+        goto out;
+    }
+    CgOptions co = {.elem_size = 4, .opt_level = 2};
+    cg = cg_compile(g, plan, &co, &d);
+    if (!cg) {
+        diags_print(&d, stderr, want_color());
+        goto out;
+    }
+    char *err = NULL;
+    char *text = what == EMIT_LLVM ? cg_llvm_ir(cg) : cg_module_asm(cg, &err);
+    if (!text) {
+        fprintf(stderr, "gradc: error: %s\n", err ? err : "no code");
+        free(err);
+        goto out;
+    }
+    fputs(text, stdout);
+    free(text);
+    rc = 0;
+out:
+    cg_free(cg);
     arena_free(a);
     return rc;
 }
@@ -908,8 +1000,10 @@ int main(int argc, char **argv) {
         return cmd_predict(argc, argv);
     if (!strcmp(cmd, "grad"))
         return cmd_grad(argc, argv);
-    static const char *const commands[] = {"train", "predict", "grad"};
-    const char *near = closest_name(cmd, commands, 3);
+    if (!strcmp(cmd, "emit"))
+        return cmd_emit(argc, argv);
+    static const char *const commands[] = {"train", "predict", "grad", "emit"};
+    const char *near = closest_name(cmd, commands, 4);
     fprintf(stderr, "gradc: unknown command '%s'%s%s%s\n\n%s", cmd, near ? "; did you mean '" : "",
             near ? near : "", near ? "'?" : "", usage_main);
     return EXIT_USAGE;

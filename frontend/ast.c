@@ -128,7 +128,7 @@ static void put_stmt(Buf *b, const Stmt *s);
 
 /* (x n (p = 0.1)) ((= h x) (return h)) */
 static void put_fn(Buf *b, const Stmt *s) {
-    put(b, "fn ");
+    put(b, s->kind == ST_FN ? "fn " : "optimizer ");
     put(b, s->name);
     put(b, " (");
     for (int i = 0; i < s->u.fn.params.len; i++) {
@@ -160,7 +160,11 @@ static void put_stmt(Buf *b, const Stmt *s) {
     case ST_CONST:
     case ST_ASSIGN:
     case ST_OUTPUT:
-        put(b, s->kind == ST_CONST ? "const " : s->kind == ST_OUTPUT ? "output " : "= ");
+    case ST_STATE:
+        put(b, s->kind == ST_CONST    ? "const "
+               : s->kind == ST_OUTPUT ? "output "
+               : s->kind == ST_STATE  ? "state "
+                                      : "= ");
         put(b, s->name);
         put(b, " ");
         put_expr(b, s->value);
@@ -191,6 +195,7 @@ static void put_stmt(Buf *b, const Stmt *s) {
         }
         break;
     case ST_FN:
+    case ST_OPTIMIZER:
         put_fn(b, s);
         break;
     case ST_RETURN:

@@ -109,6 +109,8 @@ typedef enum StmtKind {
     ST_TRAIN,  /* u.train: train { key = value ... } */
     ST_FN,     /* name, name_loc, u.fn: fn name(params) { body } */
     ST_RETURN, /* value: return value (only in a function's body) */
+    ST_OPTIMIZER, /* name, name_loc, u.fn: optimizer name(hyperparameters) { body } */
+    ST_STATE,  /* name, name_loc, value: state name = value (only in an optimizer's body) */
 } StmtKind;
 
 struct Stmt {
@@ -134,7 +136,8 @@ struct Stmt {
         } train;
         struct {
             FnParamVec params; /* those with a default come last */
-            StmtVec body;      /* const, param, assignments and return */
+            StmtVec body;      /* fn: const, param, assignments and return;
+                                  optimizer: const, state and assignments */
             Loc close_loc;     /* the '}' */
         } fn;
     } u;
@@ -151,6 +154,10 @@ enum { PARSE_MAX_HEIGHT = 1000, PARSE_MAX_NESTING = 256 };
  * d ("expected X, found Y" at the offending token) and parsing goes on at
  * the next line. Never NULL. */
 AstFile *parse_file(Arena *a, Diags *d, const SrcFile *f);
+
+/* parse.c: f's text as one expression (an optimizer given on the command
+ * line); NULL after reporting a syntax error. */
+Expr *parse_expression(Arena *a, Diags *d, const SrcFile *f);
 
 /* ast.c: an S-expression for tests and debugging, e.g. "(- (neg x) 2)",
  * "(call softmax x (axis = (neg 1)))", "(index E ids)", "(param W [4 H] ~ he)",

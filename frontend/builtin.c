@@ -27,7 +27,7 @@ struct Builtin {
     LowerFn *lower;
 };
 
-static LowerFn lower_unary, lower_leaky_relu, lower_linear, lower_reduce, lower_softmax,
+static LowerFn lower_unary, lower_minmax, lower_norm, lower_leaky_relu, lower_linear, lower_reduce, lower_softmax,
     lower_transpose, lower_reshape, lower_concat, lower_onehot, lower_dropout, lower_mse, lower_mae,
     lower_bce, lower_xent, lower_nll, lower_dense, lower_embedding;
 
@@ -36,6 +36,10 @@ static const Builtin builtins[] = {
     {"log", OP_LOG, 1, 1, {"x"}, lower_unary},
     {"sqrt", OP_SQRT, 1, 1, {"x"}, lower_unary},
     {"abs", OP_ABS, 1, 1, {"x"}, lower_unary},
+    {"sign", OP_SIGN, 1, 1, {"x"}, lower_unary},
+    {"floor", OP_FLOOR, 1, 1, {"x"}, lower_unary},
+    {"sin", OP_SIN, 1, 1, {"x"}, lower_unary},
+    {"cos", OP_COS, 1, 1, {"x"}, lower_unary},
     {"tanh", OP_TANH, 1, 1, {"x"}, lower_unary},
     {"sigmoid", OP_SIGMOID, 1, 1, {"x"}, lower_unary},
     {"relu", OP_RELU, 1, 1, {"x"}, lower_unary},
@@ -45,7 +49,9 @@ static const Builtin builtins[] = {
     {"linear", OP_COUNT, 1, 1, {"x"}, lower_linear},
     {"sum", OP_SUM, 1, 3, {"x", "axis", "keepdims"}, lower_reduce},
     {"mean", OP_MEAN, 1, 3, {"x", "axis", "keepdims"}, lower_reduce},
-    {"max", OP_AMAX, 1, 3, {"x", "axis", "keepdims"}, lower_reduce},
+    {"max", OP_AMAX, 1, 3, {"x", "axis", "keepdims"}, lower_minmax},
+    {"min", OP_AMAX, 1, 3, {"x", "axis", "keepdims"}, lower_minmax},
+    {"norm", OP_SUM, 1, 1, {"x"}, lower_norm},
     {"softmax", OP_SOFTMAX, 1, 2, {"x", "axis"}, lower_softmax},
     {"log_softmax", OP_LOG_SOFTMAX, 1, 2, {"x", "axis"}, lower_softmax},
     {"transpose", OP_TRANSPOSE, 1, 2, {"x", "axes"}, lower_transpose},
@@ -186,9 +192,8 @@ static bool reduce_axes(Lower *L, const Expr *axis, const Shape *s, unsigned *ma
     return true;
 }
 
-/* sum(x, axis = all, keepdims = false), mean(...) */
-static Node *lower_reduce(Lower *L, const Builtin *b, const Expr *call, const Expr **args) {
-    Node *x = fe_to_float(L, fe_lower_expr(L, args[0]), args[0]->loc);
+/* x reduced by op over axis (all by default), keepdims; x already lowered. */
+static Node *reduce_node(Lower *L, Op op, const Expr *call, const Expr **args, Node *x) {
     bool keepdims = false;
     if (args[2]) {
         if (args[2]->kind != EX_BOOL) {
@@ -203,7 +208,49 @@ static Node *lower_reduce(Lower *L, const Builtin *b, const Expr *call, const Ex
     unsigned mask = 0;
     if (args[1] && !reduce_axes(L, args[1], &x->shape, &mask))
         return NULL;
-    return ir_reduce(L->g, b->op, x, mask, keepdims, call->loc);
+    return ir_reduce(L->g, op, x, mask, keepdims, call->loc);
+}
+
+/* sum(x, axis = all, keepdims = false), mean(...) */
+static Node *lower_reduce(Lower *L, const Builtin *b, const Expr *call, const Expr **args) {
+    Node *x = fe_to_float(L, fe_lower_expr(L, args[0]), args[0]->loc);
+    return reduce_node(L, b->op, call, args, x);
+}
+
+/* max(x, axis, keepdims) and min(...) reduce in a model; in an optimizer
+ * rule or a hyperparameter, max(a, b) and min(a, b) are elementwise. min is
+ * -max(-x). */
+static Node *lower_minmax(Lower *L, const Builtin *b, const Expr *call, const Expr **args) {
+    bool is_min = call->u.call.name[1] == 'i';
+    Loc l = call->loc;
+    if (L->in_rule) {
+        if (!args[1] || args[2] || call->u.call.args.items[1].name) {
+            diag_error(L->d, l, "in an optimizer, %s takes two values: %s(a, b)",
+                       call->u.call.name, call->u.call.name);
+            return NULL;
+        }
+        Node *a = fe_to_float(L, fe_lower_expr(L, args[0]), args[0]->loc);
+        Node *c = fe_to_float(L, fe_lower_expr(L, args[1]), args[1]->loc);
+        if (!is_min)
+            return ir_binary(L->g, OP_MAX, a, c, l);
+        Node *m = ir_binary(L->g, OP_MAX, ir_unary(L->g, OP_NEG, a, l),
+                            ir_unary(L->g, OP_NEG, c, l), l);
+        return ir_unary(L->g, OP_NEG, m, l);
+    }
+    Node *x = fe_to_float(L, fe_lower_expr(L, args[0]), args[0]->loc);
+    if (!is_min)
+        return reduce_node(L, b->op, call, args, x);
+    return ir_unary(L->g, OP_NEG, reduce_node(L, b->op, call, args, ir_unary(L->g, OP_NEG, x, l)),
+                    l);
+}
+
+/* norm(x) = sqrt(sum(x^2)): the L2 norm of all of x, a scalar */
+static Node *lower_norm(Lower *L, const Builtin *b, const Expr *call, const Expr **args) {
+    (void)b;
+    Loc l = call->loc;
+    Node *x = fe_to_float(L, fe_lower_expr(L, args[0]), args[0]->loc);
+    Node *ss = ir_reduce(L->g, OP_SUM, ir_binary(L->g, OP_MUL, x, x, l), 0, false, l);
+    return ir_unary(L->g, OP_SQRT, ss, l);
 }
 
 /* softmax(x, axis = -1), log_softmax(x, axis = -1) */

@@ -47,8 +47,10 @@ Model *fe_compile(Arena *a, Diags *d, const char *path, const char *text) {
     int errors_before = d->nerrors;
     AstFile *ast = parse_file(a, d, f);
     if (d->nerrors == errors_before) {
-        Lower L = {.a = a, .d = d, .m = m, .g = m->graph};
-        fe_lower(&L, ast);
+        Lower *L = arena_alloc(a, sizeof *L);
+        *L = (Lower){.a = a, .d = d, .m = m, .g = m->graph};
+        m->lower = L;
+        fe_lower(L, ast);
     }
     return d->nerrors ? NULL : m;
 }

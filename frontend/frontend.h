@@ -52,22 +52,17 @@ typedef struct DataSpec {
     Loc loc;          /* the data source's call */
 } DataSpec;
 
-/* A keyword argument of the optimizer call: optimizer = sgd(lr = 0.1). */
-typedef struct OptArg {
-    const char *name;
-    double value;
-    Loc loc;
-} OptArg;
+struct Expr;
 
 /* The train { } block. Fields not written keep the defaults:
- * optimizer sgd, lr from the optimizer's default, batch 32, epochs 10,
- * seed 0, split 0. */
+ * optimizer sgd with its defaults, batch 32, epochs 10, seed 0, split 0,
+ * no clipping. */
 typedef struct TrainConfig {
     DataSpec data;
-    const char *optimizer; /* "sgd" */
+    const char *optimizer;             /* the rule's name: "sgd" */
     Loc optimizer_loc;
-    int nopt_args;
-    OptArg *opt_args;
+    const struct Expr *optimizer_call; /* `optimizer = ...` as written; NULL: sgd */
+    double clip_norm;                  /* global gradient-norm bound; 0: none */
     int64_t batch;
     int epochs;
     uint64_t seed;
@@ -78,6 +73,7 @@ typedef struct Model {
     SrcFile *src;
     Graph *graph; /* forward graph: inputs, params, outputs, loss, metric */
     TrainConfig train;
+    struct Lower *lower; /* the front end's state, for fe_build_training */
 } Model;
 
 /* Parse and lower the model in text (path names it in diagnostics and is the
@@ -87,6 +83,20 @@ typedef struct Model {
  * train must check graph->loss. Lowering is skipped when the file has
  * syntax errors, so that a broken line does not cause errors elsewhere. */
 Model *fe_compile(Arena *a, Diags *d, const char *path, const char *text);
+
+/* Makes m's graph a training graph: the gradients (ad_backward), the
+ * clipping of the train block's clip_norm, and the update of its optimizer
+ * rule, or of `optimizer` when not NULL (the text of a rule call given on
+ * the command line, "adam(lr = 3e-4)", reported as coming from
+ * "--optimizer"); lr, when finite, replaces the rule's lr argument (--lr).
+ * The rules are the prelude's (frontend/prelude.nn) and the model's own
+ * `optimizer` blocks, which take precedence. Requires graph->loss. false
+ * after reporting errors in d. */
+bool fe_build_training(Model *m, Diags *d, const char *optimizer, double lr);
+
+/* The names of the optimizers m can use, prelude and model, for messages;
+ * *n is their count. */
+const char *const *fe_optimizer_names(const Model *m, int *n);
 
 /* Whether the train block's data files can be opened; if not, reports
  * "cannot open data file '<as written>' (resolved to '<absolute>'): <why>"

@@ -83,6 +83,11 @@ static bool check_new_name(Lower *L, const char *name, Loc loc) {
     Sym *old = fe_lookup(L, name);
     if (!old)
         return true;
+    if (!old->loc.file) {
+        diag_error(L->d, loc, "'%s' is predefined (%.17g) and cannot be redefined", name,
+                   old->value);
+        return false;
+    }
     diag_error(L->d, loc, "redefinition of '%s'", name);
     diag_note(L->d, old->loc, "previous definition of '%s' is here", name);
     return false;
@@ -98,7 +103,8 @@ static bool check_assign_name(Lower *L, const char *name, Loc loc) {
     if (!old || old->kind == SYM_VAR)
         return true;
     diag_error(L->d, loc, "cannot assign to %s '%s'", sym_kind_name(old->kind), name);
-    diag_note(L->d, old->loc, "'%s' is declared here", name);
+    if (old->loc.file)
+        diag_note(L->d, old->loc, "'%s' is declared here", name);
     return false;
 }
 
@@ -272,6 +278,11 @@ static Node *lower_binary(Lower *L, const Expr *e) {
     const Expr *lhs = e->u.bin.lhs, *rhs = e->u.bin.rhs;
     if (e->u.bin.op == BIN_POW) {
         Node *base = fe_lower_expr(L, lhs);
+        if (!fe_is_const(L, rhs) && L->in_rule) {
+            Node *ex = fe_lower_expr(L, rhs);
+            return ir_binary(L->g, OP_POW, fe_to_float(L, base, lhs->loc),
+                             fe_to_float(L, ex, rhs->loc), e->loc);
+        }
         if (!fe_is_const(L, rhs)) {
             diag_error(L->d, rhs->loc, "exponent of '^' must be a constant");
             return NULL;
@@ -677,7 +688,7 @@ void fe_lower_stmt(Lower *L, const Stmt *s) {
     case ST_ASSIGN:
         if (!check_assign_name(L, s->name, s->name_loc))
             return;
-        if (!strcmp(s->name, "loss") && L->calls.len == 0) {
+        if (!strcmp(s->name, "loss") && L->calls.len == 0 && !L->in_rule) {
             lower_loss(L, s);
         } else {
             Node *n = fe_lower_expr(L, s->value);
@@ -697,7 +708,10 @@ void fe_lower_stmt(Lower *L, const Stmt *s) {
         L->train_stmt = s; /* lowered last: it may name inputs declared after it */
         return;
     case ST_FN: /* collected before the statements; instantiated by calls */
+    case ST_OPTIMIZER: /* collected too; instantiated by fe_build_training */
         return;
+    case ST_STATE: /* only in an optimizer's body, which optim.c lowers */
+        gc_unreachable();
     case ST_RETURN:
         diag_error(L->d, s->loc, "'return' outside a function");
         return;
@@ -711,6 +725,8 @@ void fe_lower_stmt(Lower *L, const Stmt *s) {
 static void collect_fns(Lower *L, const AstFile *ast) {
     for (int i = 0; i < ast->stmts.len; i++) {
         const Stmt *s = ast->stmts.items[i];
+        if (s->kind == ST_OPTIMIZER)
+            fe_add_optimizer(L, s);
         if (s->kind != ST_FN)
             continue;
         const Stmt *old = fe_find_fn(L, s->name);
@@ -728,6 +744,8 @@ static void collect_fns(Lower *L, const AstFile *ast) {
 
 void fe_lower(Lower *L, const AstFile *ast) {
     L->prefix = "";
+    Sym pi = {.name = "pi", .kind = SYM_CONST, .value = 3.14159265358979323846};
+    vec_push(L->a, &L->syms, pi); /* predefined: its Loc has no file */
     collect_fns(L, ast);
     for (int i = 0; i < ast->stmts.len; i++)
         fe_lower_stmt(L, ast->stmts.items[i]);

@@ -50,6 +50,10 @@ typedef struct Lower {
      * caller: only its consts are visible there. */
     int scope_base;
     Vec(const Stmt *) fns;   /* the file's user functions */
+    Vec(const Stmt *) optimizers; /* the model's optimizer rules, then the prelude's */
+    /* Lowering an optimizer rule or a hyperparameter: `^` takes a tensor
+     * exponent, and min and max are elementwise. */
+    bool in_rule;
     Vec(const Stmt *) calls; /* the functions being instantiated, outermost first */
 } Lower;
 
@@ -102,6 +106,10 @@ const Stmt *fe_find_fn(Lower *L, const char *name);
 /* A call of the user function fn: instantiates its body with fresh
  * parameters, returns the value of its return statement. */
 Node *fe_call_fn(Lower *L, const Stmt *fn, const Expr *call);
+
+/* optim.c */
+/* Registers the model's optimizer rule s (collected with the functions). */
+void fe_add_optimizer(Lower *L, const Stmt *s);
 
 /* train.c */
 /* The train { } block into L->m->train; the model's inputs must be known. */

@@ -526,20 +526,32 @@ static Stmt *train_stmt(Parser *P) {
     return s;
 }
 
-static Stmt *stmt(Parser *P, bool in_fn);
+/* Where a statement is: the top level, a function's body, an optimizer's. */
+typedef enum Ctx { CTX_TOP, CTX_FN, CTX_OPT } Ctx;
+
+static Stmt *stmt(Parser *P, Ctx ctx);
 
 /* One statement of a function's body. */
 static void fn_body_item(Parser *P, Stmt *fn) {
-    Stmt *s = stmt(P, true);
+    Stmt *s = stmt(P, CTX_FN);
     end_item(P);
     vec_push(P->a, &fn->u.fn.body, s);
+}
+
+/* One statement of an optimizer's body. */
+static void opt_body_item(Parser *P, Stmt *opt) {
+    Stmt *s = stmt(P, CTX_OPT);
+    end_item(P);
+    vec_push(P->a, &opt->u.fn.body, s);
 }
 
 /* fn     = "fn" def_name "(" (fparam ("," fparam)* ","?)? ")" block(stmt) "}"
  * fparam = def_name ("=" expr)?          -- parameters with a default come last
  * The body's statements are those allowed in a function (see stmt). */
-static Stmt *fn_stmt(Parser *P) {
-    Stmt *s = new_stmt(P, ST_FN);
+/* The parameters and body of `fn name(...) { }` or `optimizer name(...) { }`
+ * (kind ST_FN or ST_OPTIMIZER; kw the keyword, what names it in messages). */
+static Stmt *fn_like_stmt(Parser *P, StmtKind kind, const char *kw, const char *what) {
+    Stmt *s = new_stmt(P, kind);
     s->name = def_name(P, &s->name_loc);
     expect(P, TK_LPAREN);
     bool default_seen = false;
@@ -562,54 +574,72 @@ static Stmt *fn_stmt(Parser *P) {
         }
     }
     expect(P, TK_RPAREN);
-    const Token *open = block(P, "fn", fn_body_item, s);
+    const Token *open =
+        block(P, kw, kind == ST_FN ? fn_body_item : opt_body_item, s);
     if (at(P, TK_EOF)) {
-        diag_error(P->d, open->loc, "'{' of function '%s' is never closed", s->name);
+        diag_error(P->d, open->loc, "'{' of %s '%s' is never closed", what, s->name);
         longjmp(*P->recover, 1);
     }
     s->u.fn.close_loc = advance(P)->loc;
     return s;
 }
 
-/* A statement that starts with two names, like "cont H = 8": when the
- * first is close to a keyword that may begin a statement here, says so and
- * unwinds. */
-static void misspelled_keyword(Parser *P, bool in_fn) {
-    static const char *const top_keywords[] = {"const", "input", "param", "output", "train", "fn"};
+static Stmt *fn_stmt(Parser *P) { return fn_like_stmt(P, ST_FN, "fn", "function"); }
+
+/* `optimizer` and `state` are keywords only where they begin a statement
+ * (`optimizer = adam(...)` is a train-block entry). */
+static bool at_word(const Parser *P, const char *word) {
+    return at(P, TK_IDENT) && !strcmp(P->tok->str, word) && P->tok[1].kind == TK_IDENT;
+}
+
+static void misspelled_keyword(Parser *P, Ctx ctx) {
+    static const char *const top_keywords[] = {"const", "input", "param", "output", "train", "fn",
+                                               "optimizer"};
     static const char *const fn_keywords[] = {"const", "param", "return"};
-    const char *best = in_fn ? closest_name(P->tok->str, fn_keywords, 3)
-                             : closest_name(P->tok->str, top_keywords, 6);
+    static const char *const opt_keywords[] = {"const", "state"};
+    const char *best = ctx == CTX_FN    ? closest_name(P->tok->str, fn_keywords, 3)
+                       : ctx == CTX_OPT ? closest_name(P->tok->str, opt_keywords, 2)
+                                        : closest_name(P->tok->str, top_keywords, 7);
     if (!best)
         return;
     diag_error(P->d, P->tok->loc, "unknown statement '%s'; did you mean '%s'?", P->tok->str, best);
     longjmp(*P->recover, 1);
 }
 
-/* A statement where it is not allowed (input, output, train or fn inside a
- * function; return outside one): reported at its keyword, then skipped with
- * any { } block it opens; unwinds. */
-static _Noreturn void misplaced_stmt(Parser *P, bool in_fn) {
+/* A statement where it is not allowed (input, output, train, fn or
+ * optimizer inside a function or an optimizer; param or return inside an
+ * optimizer; return or state outside their bodies): reported at its
+ * keyword, then skipped with any { } block it opens; unwinds. */
+static _Noreturn void misplaced_stmt(Parser *P, Ctx ctx) {
     const Token *kw = P->tok;
-    if (in_fn)
+    if (ctx == CTX_FN)
         diag_error(P->d, kw->loc, "'%s' is not allowed inside a function", kw->str);
-    else
+    else if (ctx == CTX_OPT)
+        diag_error(P->d, kw->loc, "'%s' is not allowed inside an optimizer", kw->str);
+    else if (kw->kind == TK_RETURN)
         diag_error(P->d, kw->loc, "'%s' is allowed only inside a function", kw->str);
+    else
+        diag_error(P->d, kw->loc, "'%s' is allowed only inside an optimizer", kw->str);
     sync(P, false);
     longjmp(*P->recover, 1);
 }
 
 /* stmt = "const" const | "input" input | "param" param | "output" output
- *      | "train" train | "fn" fn | "return" expr | def_name "=" expr
+ *      | "train" train | "fn" fn | "optimizer" fn | "return" expr
+ *      | "state" def_name "=" expr | def_name "=" expr
  * const  = def_name "=" expr
  * output = def_name "=" expr
- * in_fn: a statement of a function's body, where input, output, train and
- * fn are not allowed; return is allowed only there. The caller ends the
- * line. */
-static Stmt *stmt(Parser *P, bool in_fn) {
+ * ctx: in a function's body input, output, train, fn and optimizer are not
+ * allowed, and return is allowed only there; in an optimizer's body the
+ * same, and param and return neither; state only there. The caller ends
+ * the line. */
+static Stmt *stmt(Parser *P, Ctx ctx) {
     const Token *first = P->tok;
-    if (in_fn ? at(P, TK_INPUT) || at(P, TK_OUTPUT) || at(P, TK_TRAIN) || at(P, TK_FN)
-              : at(P, TK_RETURN))
-        misplaced_stmt(P, in_fn);
+    bool nested = at(P, TK_INPUT) || at(P, TK_OUTPUT) || at(P, TK_TRAIN) || at(P, TK_FN) ||
+                  at_word(P, "optimizer");
+    if ((ctx != CTX_TOP && nested) || (ctx != CTX_FN && at(P, TK_RETURN)) ||
+        (ctx == CTX_OPT && at(P, TK_PARAM)) || (ctx != CTX_OPT && at_word(P, "state")))
+        misplaced_stmt(P, ctx);
     Stmt *s;
     if (accept(P, TK_CONST)) {
         s = new_stmt(P, ST_CONST);
@@ -628,9 +658,16 @@ static Stmt *stmt(Parser *P, bool in_fn) {
     } else if (accept(P, TK_RETURN)) {
         s = new_stmt(P, ST_RETURN);
         s->value = expr(P);
+    } else if (at_word(P, "optimizer")) {
+        advance(P);
+        s = fn_like_stmt(P, ST_OPTIMIZER, "optimizer", "optimizer");
+    } else if (at_word(P, "state")) {
+        advance(P);
+        s = new_stmt(P, ST_STATE);
+        name_is(P, s);
     } else if (at(P, TK_IDENT)) {
         if (P->tok[1].kind == TK_IDENT)
-            misspelled_keyword(P, in_fn);
+            misspelled_keyword(P, ctx);
         s = new_stmt(P, ST_ASSIGN);
         name_is(P, s);
     } else {
@@ -665,7 +702,7 @@ AstFile *parse_file(Arena *a, Diags *d, const SrcFile *f) {
         P->stmt_start = P->tok;
         P->nesting = 0;
         if (!setjmp(stmt_recover)) {
-            Stmt *s = stmt(P, false); /* vec_push may evaluate its operand late */
+            Stmt *s = stmt(P, CTX_TOP); /* vec_push may evaluate its operand late */
             end_stmt(P);
             vec_push(a, &file->stmts, s);
         } else {
@@ -673,4 +710,30 @@ AstFile *parse_file(Arena *a, Diags *d, const SrcFile *f) {
         }
     }
     return file;
+}
+
+Expr *parse_expression(Arena *a, Diags *d, const SrcFile *f) {
+    int lex_diags_begin = d->list.len, errors_before = d->nerrors;
+    TokenVec toks = lex_file(a, d, f);
+    if (d->nerrors > errors_before)
+        return NULL;
+    Parser *P = arena_alloc(a, sizeof *P);
+    P->a = a;
+    P->d = d;
+    P->lex_diags_begin = lex_diags_begin;
+    P->lex_diags_end = d->list.len;
+    P->tok = toks.items;
+    P->stmt_start = P->tok;
+    jmp_buf recover;
+    P->recover = &recover;
+    if (setjmp(recover))
+        return NULL;
+    while (accept(P, TK_NEWLINE))
+        ;
+    Expr *e = expr(P);
+    while (accept(P, TK_NEWLINE))
+        ;
+    if (!at(P, TK_EOF))
+        syntax_error(P, "the end of the expression");
+    return e;
 }

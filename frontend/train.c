@@ -1,10 +1,11 @@
 /* train.c: the train { } block into TrainConfig, and the data file check.
  *
- * Owns the block's keys (data, optimizer, batch, epochs, seed, split), the
+ * Owns the block's keys (data, optimizer, batch, epochs, seed, split,
+ * clip_norm), the
  * data sources (csv with its columns, idx, npy, text), and resolving data paths against
  * the model file's directory. Must not validate optimizer names or
- * hyperparameters (the driver knows the optimizers and reports at
- * TrainConfig.optimizer_loc) and must not read the data (the runtime does).
+ * hyperparameters (optim.c does, when it builds the update) and must not
+ * read the data (the runtime does).
  */
 #include "lower.h"
 
@@ -15,9 +16,9 @@
 #include <unistd.h>
 
 typedef enum TrainKey { KEY_DATA, KEY_OPTIMIZER, KEY_BATCH, KEY_EPOCHS, KEY_SEED, KEY_SPLIT,
-                        NKEYS } TrainKey;
+                        KEY_CLIP_NORM, NKEYS } TrainKey;
 static const char *const key_names[NKEYS] = {"data", "optimizer", "batch", "epochs", "seed",
-                                             "split"};
+                                             "split", "clip_norm"};
 
 /* ---- numbers ------------------------------------------------------------------ */
 
@@ -343,50 +344,20 @@ static void lower_data(Lower *L, const TrainEntry *e, DataSpec *ds) {
     *ds = d;
 }
 
-/* optimizer = NAME or NAME(hyper = number, ...) */
+/* optimizer = NAME or NAME(hyper = expr, ...): kept as written; the rule
+ * and its arguments are checked when the update is built
+ * (fe_build_training), which knows every rule. */
 static void lower_optimizer(Lower *L, const TrainEntry *e, TrainConfig *tc) {
     const Expr *v = e->value;
-    if (v->kind == EX_NAME) {
-        tc->optimizer = v->u.name;
-        tc->optimizer_loc = v->loc;
-        return;
-    }
-    if (v->kind != EX_CALL) {
+    if (v->kind != EX_NAME && v->kind != EX_CALL) {
         diag_error(L->d, v->loc, "optimizer must be an optimizer such as sgd(lr = 0.1), but "
                                  "this is %s",
                    fe_describe_expr(L, v));
         return;
     }
-    const char *name = v->u.call.name;
-    const ArgVec *args = &v->u.call.args;
-    tc->optimizer = name;
-    tc->optimizer_loc = v->u.call.name_loc;
-    tc->opt_args = arena_alloc(L->a, sizeof *tc->opt_args * (size_t)(args->len + 1));
-    tc->nopt_args = 0;
-    for (int i = 0; i < args->len; i++) {
-        const Arg *arg = &args->items[i];
-        if (!arg->name) {
-            diag_error(L->d, arg->value->loc, "optimizer arguments must be named, e.g. "
-                                              "%s(lr = 0.1)",
-                       name);
-            continue;
-        }
-        bool dup = false;
-        for (int j = 0; j < tc->nopt_args; j++)
-            dup |= !strcmp(tc->opt_args[j].name, arg->name);
-        if (dup) {
-            diag_error(L->d, arg->name_loc, "argument '%s' of %s is given twice", arg->name, name);
-            continue;
-        }
-        double x;
-        if (!is_numeric_kind(arg->value)) {
-            diag_error(L->d, arg->value->loc, "%s must be a number, but this is %s", arg->name,
-                       fe_describe_expr(L, arg->value));
-            continue;
-        }
-        if (fe_const_eval(L, arg->value, &x))
-            tc->opt_args[tc->nopt_args++] = (OptArg){arg->name, x, arg->name_loc};
-    }
+    tc->optimizer = v->kind == EX_NAME ? v->u.name : v->u.call.name;
+    tc->optimizer_loc = v->kind == EX_NAME ? v->loc : v->u.call.name_loc;
+    tc->optimizer_call = v;
 }
 
 void fe_lower_train(Lower *L, const Stmt *s) {
@@ -404,7 +375,8 @@ void fe_lower_train(Lower *L, const Stmt *s) {
                            e->key, best);
             else
                 diag_error(L->d, e->key_loc, "unknown train setting '%s' (expected data, "
-                                             "optimizer, batch, epochs, seed or split)",
+                                             "optimizer, batch, epochs, seed, split or "
+                                             "clip_norm)",
                            e->key);
             continue;
         }
@@ -444,6 +416,14 @@ void fe_lower_train(Lower *L, const Stmt *s) {
                            x);
             else
                 tc->split = x;
+            break;
+        case KEY_CLIP_NORM:
+            if (!entry_number(L, e, &x))
+                break;
+            if (!(x > 0))
+                diag_error(L->d, e->value->loc, "clip_norm must be positive, but this is %g", x);
+            else
+                tc->clip_norm = x;
             break;
         case NKEYS:
             gc_unreachable();

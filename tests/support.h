@@ -26,7 +26,7 @@ typedef struct Compiled {
 
 /* Compile model source text (named path) with elements of elem_size bytes,
  * for batches up to max_batch; the train step uses the model's optimizer
- * (sgd with its lr). Fails the test, printing diagnostics, on any error. */
+ * (the model's optimizer, sgd by default). Fails the test, printing diagnostics, on any error. */
 static inline Compiled *compile_model(const char *path, const char *text, int64_t max_batch, int elem_size) {
     Compiled *c = calloc(1, sizeof *c);
     c->a = arena_new();
@@ -37,13 +37,9 @@ static inline Compiled *compile_model(const char *path, const char *text, int64_
         fail_msg("model %s does not compile", path);
     }
     c->g = c->m->graph;
-    if (c->g->loss) {
-        Optimizer opt = *opt_lookup("sgd");
-        for (int i = 0; i < c->m->train.nopt_args; i++)
-            if (!strcmp(c->m->train.opt_args[i].name, "lr"))
-                opt.hyper_values[0] = c->m->train.opt_args[i].value;
-        ad_backward(c->g);
-        opt_build(c->g, &opt);
+    if (c->g->loss && !fe_build_training(c->m, &c->d, NULL, NAN)) {
+        diags_print(&c->d, stderr, false);
+        fail_msg("model %s: the training graph does not build", path);
     }
     ir_optimize(c->g);
     c->plan = ir_plan(c->g, max_batch, elem_size);

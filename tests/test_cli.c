@@ -189,6 +189,108 @@ static void test_same_seed_same_log(void **state) {
     assert_true(last_log_value(a, "val_loss") == last_log_value(b, "val_loss"));
 }
 
+/* Bytes of a whole file (NULL: unreadable); *n its length. */
+static char *file_bytes(const char *path, long *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    *n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)*n + 1);
+    *n = (long)fread(buf, 1, (size_t)*n, f);
+    fclose(f);
+    return buf;
+}
+
+/* Adam for 4 epochs straight, or 2, a checkpoint, and --resume to 4: the
+ * same checkpoint, byte for byte (weights, Adam's states, step, RNG). */
+static void test_resume_continues_exactly(void **state) {
+    (void)state;
+    const char *opt = "--optimizer \"adam(lr = 0.01)\" -q";
+    assert_int_equal(gradc("train examples/iris.nn %s --epochs 4 --save %s", opt, tmp("a.st")), 0);
+    assert_int_equal(gradc("train examples/iris.nn %s --epochs 2 --save %s", opt, tmp("b.st")), 0);
+    assert_int_equal(gradc("train examples/iris.nn %s --epochs 4 --resume %s --save %s", opt,
+                           tmp("b.st"), tmp("c.st")),
+                     0);
+    long na, nc;
+    char *a = file_bytes(tmp("a.st"), &na), *c = file_bytes(tmp("c.st"), &nc);
+    assert_non_null(a);
+    assert_non_null(c);
+    assert_int_equal(na, nc);
+    assert_memory_equal(a, c, (size_t)na);
+    assert_non_null(memmem(a, (size_t)na, "opt.m.W1", 8));
+    free(a);
+    free(c);
+    assert_int_equal(gradc("train examples/iris.nn --weights %s --resume %s", tmp("a.st"),
+                           tmp("b.st")),
+                     2);
+}
+
+/* The learning rate of each epoch's last step, from the JSON Lines log:
+ * 4 rows in batches of 1 are 4 steps an epoch. */
+static void test_schedules_are_logged_per_epoch(void **state) {
+    (void)state;
+    write_file("four.csv", "x,y\n1,2\n2,4\n3,6\n4,8\n");
+    write_file("sched.nn", "input x[B, 1]\n"
+                           "input y[B, 1]\n"
+                           "param w[1, 1] = 0\n"
+                           "loss = mse(x @ w, y)\n"
+                           "train {\n"
+                           "  data = csv(\"four.csv\", x = \"x\", y = \"y\")\n"
+                           "  batch = 1\n"
+                           "  epochs = 5\n"
+                           "  optimizer = sgd(lr = 0.01 * 0.5 ^ floor(epoch / 2))\n"
+                           "}\n");
+    struct {
+        const char *opt;
+        double lr[5];
+    } cases[] = {
+        {NULL, {0.01, 0.01, 0.005, 0.005, 0.0025}},
+        {"sgd(lr = 0.01 * min(1, t / 10))", {0.004, 0.008, 0.01, 0.01, 0.01}},
+    };
+    for (int k = 0; k < 2; k++) {
+        if (cases[k].opt)
+            assert_int_equal(gradc("train %s -q --log %s --save %s --optimizer \"%s\"",
+                                   tmp("sched.nn"), tmp("s.jsonl"), tmp("s.st"), cases[k].opt),
+                             0);
+        else
+            assert_int_equal(gradc("train %s -q --log %s --save %s", tmp("sched.nn"),
+                                   tmp("s.jsonl"), tmp("s.st")),
+                             0);
+        char *log = read_all(tmp("s.jsonl"));
+        const char *line = log;
+        for (int e = 0; e < 5; e++) {
+            const char *lr = strstr(line, "\"lr\":");
+            assert_non_null(lr);
+            double v = strtod(lr + 5, NULL);
+            if (fabs(v - cases[k].lr[e]) > 1e-9)
+                fail_msg("%s, epoch %d: lr %g, expected %g", cases[k].opt ? cases[k].opt : "sched.nn",
+                         e + 1, v, cases[k].lr[e]);
+            line = strchr(lr, '\n');
+            assert_non_null(line);
+        }
+        free(log);
+    }
+}
+
+/* gradc emit: the kernels (the Adam update of each parameter is one loop
+ * storing it and its two states), the LLVM IR, the assembly. */
+static void test_emit_prints_kernels_llvm_and_assembly(void **state) {
+    (void)state;
+    assert_int_equal(gradc("emit examples/iris.nn --optimizer adam"), 0);
+    assert_non_null(strstr(out_text, "update of W1: 3 stores) -> "));
+    assert_non_null(strstr(out_text, "opt.m.W1, "));
+    assert_non_null(strstr(out_text, "# program train"));
+    assert_int_equal(gradc("emit examples/iris.nn --llvm"), 0);
+    assert_non_null(strstr(out_text, "define void @iris_train(ptr"));
+    assert_int_equal(gradc("emit examples/iris.nn --asm"), 0);
+    assert_non_null(strstr(out_text, "iris_train:"));
+    assert_int_equal(gradc("emit examples/iris.nn --bogus"), 2);
+    assert_int_equal(gradc("emit examples/iris.nn --optimizer \"adam(lr = )\""), 1);
+    assert_non_null(strstr(err_text, "--optimizer:1:11: error: expected an expression"));
+}
+
 static void test_grad_prints_rules_and_source_lines(void **state) {
     (void)state;
     assert_int_equal(gradc("grad examples/xor.nn"), 0);
@@ -196,7 +298,7 @@ static void test_grad_prints_rules_and_source_lines(void **state) {
     assert_non_null(strstr(out_text, "sigmoid': g * s * (1 - s)"));
     assert_non_null(strstr(out_text, "examples/xor.nn:13"));
     assert_non_null(strstr(out_text, "matmul': op(a)^T @ g"));
-    assert_non_null(strstr(out_text, "sgd: p - lr * g"));
+    assert_non_null(strstr(out_text, "<prelude>:18   sgd: p = p - lr * g"));
 }
 
 /* The printed gradient graph of xor.nn, after the passes, is stable. To
@@ -227,6 +329,9 @@ int main(void) {
         cmocka_unit_test(test_xor_example_trains_below_0_05),
         cmocka_unit_test(test_iris_example_reaches_95_percent),
         cmocka_unit_test(test_small_examples_reach_their_targets),
+        cmocka_unit_test(test_resume_continues_exactly),
+        cmocka_unit_test(test_schedules_are_logged_per_epoch),
+        cmocka_unit_test(test_emit_prints_kernels_llvm_and_assembly),
         cmocka_unit_test(test_nplm_gradient_of_embedding_is_scatter_add),
         cmocka_unit_test(test_same_seed_same_log),
         cmocka_unit_test(test_grad_prints_rules_and_source_lines),
