@@ -136,3 +136,77 @@ char *cg_module_asm(const CgModule *m, char **err) {
     LLVMContextDispose(ctx);
     return text;
 }
+
+/* ---- ahead of time ---------------------------------------------------------------- */
+
+/* Feature names as __builtin_cpu_supports spells them, and as LLVM does. */
+static const struct {
+    const char *gcc, *llvm;
+} x86_features[] = {
+    {"sse4.2", "sse4.2"},     {"avx", "avx"},           {"avx2", "avx2"},
+    {"fma", "fma"},           {"bmi", "bmi"},           {"bmi2", "bmi2"},
+    {"avx512f", "avx512f"},   {"avx512bw", "avx512bw"}, {"avx512vl", "avx512vl"},
+    {"avx512dq", "avx512dq"}, {"avx512cd", "avx512cd"},
+};
+enum { NX86 = sizeof x86_features / sizeof x86_features[0] };
+
+const char *const *cg_target_cpu_features(const char *target) {
+    static const char *const v3[] = {"sse4.2", "avx", "avx2", "fma", "bmi", "bmi2", NULL};
+    static const char *const v4[] = {"sse4.2", "avx", "avx2", "fma", "bmi", "bmi2", "avx512f",
+                                     "avx512bw", "avx512vl", "avx512dq", "avx512cd", NULL};
+    static const char *native[NX86 + 1];
+    if (!strcmp(target, "x86-64-v3"))
+        return v3;
+    if (!strcmp(target, "x86-64-v4"))
+        return v4;
+    if (strcmp(target, "native"))
+        return NULL;
+    cg_llvm_init();
+    char *features = LLVMGetHostCPUFeatures(); /* "+avx2,-avx512f,..." */
+    int n = 0;
+    for (int i = 0; i < NX86; i++) {
+        size_t len = strlen(x86_features[i].llvm);
+        for (const char *p = features; p && *p;) {
+            const char *end = strchr(p, ',');
+            size_t k = end ? (size_t)(end - p) : strlen(p);
+            if (p[0] == '+' && k == len + 1 && !strncmp(p + 1, x86_features[i].llvm, len))
+                native[n++] = x86_features[i].gcc;
+            p = end ? end + 1 : NULL;
+        }
+    }
+    native[n] = NULL;
+    LLVMDisposeMessage(features);
+    return native;
+}
+
+bool cg_emit_object(const Graph *g, const Plan *plan, const CgOptions *o, const char *target,
+                    const char *path, Diags *d) {
+    CgOptions opt = o ? *o : (CgOptions){.elem_size = plan->elem_size, .opt_level = 2};
+    gc_assert(opt.elem_size == plan->elem_size);
+    if (!cg_target_cpu_features(target)) {
+        diag_error(d, (Loc){0}, "unknown target '%s' (native, x86-64-v3 or x86-64-v4)", target);
+        return false;
+    }
+    cg_llvm_init();
+    LLVMContextRef ctx = LLVMContextCreate();
+    Arena *a = arena_new();
+    const char *names[PROG_COUNT];
+    LLVMModuleRef mod = cg_lower(ctx, g, plan, opt.elem_size, a, names);
+    char *err = NULL;
+    bool native = !strcmp(target, "native");
+    LLVMTargetMachineRef tm = native ? cg_host_target_machine(opt.opt_level, &err)
+                                     : cg_target_machine(target, opt.opt_level, &err);
+    bool ok = tm != NULL;
+    if (!ok)
+        fail(d, arena_printf(a, "cannot target %s", target), err);
+    else if (!(ok = cg_optimize(mod, tm, opt.opt_level, &err)))
+        fail(d, "cannot optimise the generated code", err);
+    else if (!(ok = cg_emit_object_file(mod, tm, path, &err)))
+        fail(d, "cannot emit the object file", err);
+    if (tm)
+        LLVMDisposeTargetMachine(tm);
+    LLVMDisposeModule(mod);
+    LLVMContextDispose(ctx);
+    arena_free(a);
+    return ok;
+}

@@ -32,4 +32,19 @@ char *cg_llvm_ir(const CgModule *m);
 char *cg_module_asm(const CgModule *m, char **err);
 void cg_free(CgModule *m);
 
+/* Ahead of time: lower every program of plan as cg_compile does, optimise
+ * for `target` and write a relocatable, position-independent object file
+ * at path that defines `void <model>_<program>(void *arena, int64_t batch)`
+ * for each program with roots (calling cblas_sgemm/dgemm and libm). target:
+ * "native" (the host CPU and all its features: the code cg_compile's JIT
+ * runs, so results are bit for bit the JIT's), "x86-64-v3" (AVX2, FMA) or
+ * "x86-64-v4" (AVX-512). false with a diagnostic on failure. */
+bool cg_emit_object(const Graph *g, const Plan *plan, const CgOptions *o, const char *target,
+                    const char *path, Diags *d);
+/* The x86 features code built for target needs at run time, as names of
+ * GCC's __builtin_cpu_supports ("avx2", "avx512f", ...), NULL-terminated;
+ * for "native" those of the host that matter to code generation. NULL for
+ * an unknown target. */
+const char *const *cg_target_cpu_features(const char *target);
+
 #endif

@@ -24,6 +24,11 @@ void cg_llvm_init(void);
 /* A target machine for the host CPU and features, PIC, default code model;
  * NULL and *err (malloc'ed) on failure. Free with LLVMDisposeTargetMachine. */
 LLVMTargetMachineRef cg_host_target_machine(int opt_level, char **err);
+/* The same for a named CPU ("x86-64-v3") with its own features only. */
+LLVMTargetMachineRef cg_target_machine(const char *cpu, int opt_level, char **err);
+/* Write m, optimised for tm, as a relocatable object file at path. false and
+ * *err (malloc'ed) on failure. */
+bool cg_emit_object_file(LLVMModuleRef m, LLVMTargetMachineRef tm, const char *path, char **err);
 /* Set m's triple and data layout from tm, verify it, run the
  * "default<O<level>>" pipeline. false and *err (malloc'ed) on failure. */
 bool cg_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm, int opt_level, char **err);

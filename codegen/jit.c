@@ -97,9 +97,11 @@ static LLVMCodeGenOptLevel codegen_level(int opt_level) {
     return levels[opt_level];
 }
 
-/* A PIC target machine for the host triple, CPU and features with the given
- * code model; NULL and *err on failure. */
-static LLVMTargetMachineRef host_tm(LLVMCodeGenOptLevel level, LLVMCodeModel cm, char **err) {
+/* A PIC target machine for the host triple with the given code model: for
+ * `cpu` (and no extra features), or for the host's CPU and features when
+ * cpu is NULL; NULL and *err on failure. */
+static LLVMTargetMachineRef make_tm(const char *cpu_name, LLVMCodeGenOptLevel level,
+                                    LLVMCodeModel cm, char **err) {
     cg_llvm_init();
     char *triple = LLVMGetDefaultTargetTriple();
     char *msg = NULL;
@@ -108,11 +110,13 @@ static LLVMTargetMachineRef host_tm(LLVMCodeGenOptLevel level, LLVMCodeModel cm,
     if (LLVMGetTargetFromTriple(triple, &target, &msg)) {
         set_err(err, "no LLVM target for %s: %s", triple, msg ? msg : "");
     } else {
-        char *cpu = LLVMGetHostCPUName();
-        char *features = LLVMGetHostCPUFeatures();
-        tm = LLVMCreateTargetMachine(target, triple, cpu, features, level, LLVMRelocPIC, cm);
+        char *cpu = cpu_name ? NULL : LLVMGetHostCPUName();
+        char *features = cpu_name ? NULL : LLVMGetHostCPUFeatures();
+        tm = LLVMCreateTargetMachine(target, triple, cpu_name ? cpu_name : cpu,
+                                     cpu_name ? "" : features, level, LLVMRelocPIC, cm);
         if (!tm)
-            set_err(err, "cannot create a target machine for %s (cpu %s)", triple, cpu);
+            set_err(err, "cannot create a target machine for %s (cpu %s)", triple,
+                    cpu_name ? cpu_name : cpu);
         LLVMDisposeMessage(cpu);
         LLVMDisposeMessage(features);
     }
@@ -122,8 +126,13 @@ static LLVMTargetMachineRef host_tm(LLVMCodeGenOptLevel level, LLVMCodeModel cm,
 }
 
 LLVMTargetMachineRef cg_host_target_machine(int opt_level, char **err) {
-    return host_tm(codegen_level(opt_level), LLVMCodeModelDefault, err);
+    return make_tm(NULL, codegen_level(opt_level), LLVMCodeModelDefault, err);
 }
+
+LLVMTargetMachineRef cg_target_machine(const char *cpu, int opt_level, char **err) {
+    return make_tm(cpu, codegen_level(opt_level), LLVMCodeModelDefault, err);
+}
+
 
 /* Give m the triple and data layout of tm. */
 static void set_target(LLVMModuleRef m, LLVMTargetMachineRef tm) {
@@ -190,6 +199,17 @@ char *cg_emit_asm(LLVMModuleRef m, LLVMTargetMachineRef tm, char **err) {
     LLVMDisposeMessage(msg);
     LLVMDisposeModule(clone);
     return text;
+}
+
+bool cg_emit_object_file(LLVMModuleRef m, LLVMTargetMachineRef tm, const char *path, char **err) {
+    if (!verify(m, err))
+        return false;
+    char *msg = NULL;
+    bool ok = !LLVMTargetMachineEmitToFile(tm, m, (char *)path, LLVMObjectFile, &msg);
+    if (!ok)
+        set_err(err, "cannot write the object file '%s': %s", path, msg ? msg : "");
+    LLVMDisposeMessage(msg);
+    return ok;
 }
 
 /* ---- the JIT --------------------------------------------------------------- */
@@ -273,7 +293,7 @@ CgJit *cg_jit_new(char **err) {
         return NULL;
     }
     pthread_mutex_init(&j->lock, NULL);
-    LLVMTargetMachineRef tm = host_tm(LLVMCodeGenLevelDefault, LLVMCodeModelJITDefault, err);
+    LLVMTargetMachineRef tm = make_tm(NULL, LLVMCodeGenLevelDefault, LLVMCodeModelJITDefault, err);
     if (!tm) {
         cg_jit_free(j);
         return NULL;

@@ -20,4 +20,11 @@ RtModel *cg_rt_model(Arena *a, const Graph *g, const Plan *plan, RtFn const fns[
 /* The same with the entry points of a JIT-compiled module. */
 RtModel *cg_rt_model_jit(Arena *a, const Graph *g, const Plan *plan, const CgModule *m);
 
+/* rtmodel_c.c: m as C source defining `const RtModel <var>` (and static
+ * tables it points to), for a file that includes runtime/rt.h, <math.h>
+ * and <stdint.h>. fn_names[k]: the extern entry point of program k, or NULL.
+ * Doubles are written as hex floats, so every value reads back exactly. */
+void cg_write_rt_model_c(FILE *f, const RtModel *m, const char *const fn_names[PROG_COUNT],
+                         const char *var);
+
 #endif
