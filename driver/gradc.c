@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "codegen/cg.h"
 #include "codegen/rtmodel.h"
 #include "frontend/frontend.h"
@@ -33,6 +34,7 @@ static const char usage_main[] =
     "commands:\n"
     "  train M.nn    compile the model with the JIT and train it\n"
     "  predict M.nn  run a trained model on new data, or generate text\n"
+    "  eval M.nn     loss and accuracy of trained weights on a data set\n"
     "  grad M.nn     print the forward graph, the gradient graph and the update\n"
     "  emit M.nn     print the compiled programs: kernels, LLVM IR or assembly\n"
     "\n"
@@ -62,11 +64,16 @@ static const char usage_train[] =
     "                  stopped: weights, optimizer state, step, epoch, RNG, seed\n"
     "  --save F        write a checkpoint (the trained weights, the optimizer state\n"
     "                  and where training stopped) here (default: <model>.safetensors)\n"
+    "  --save-every N  also write it after every N finished epochs\n"
     "  --log F.jsonl   one JSON object per epoch: epoch, step, lr, loss, val_loss,\n"
     "                  accuracy, samples_per_s, seconds (a resumed run appends)\n"
     "  --threads N     OpenBLAS threads (default: OpenBLAS's choice)\n"
     "  -q, --quiet     no progress output\n"
-    "  -h, --help      this text\n";
+    "  -h, --help      this text\n"
+    "\n"
+    "SIGINT (Ctrl-C) or SIGTERM stops training after the current step, saves the\n"
+    "checkpoint and exits with status 130 or 143; --resume F continues the run.\n"
+    "A second signal quits at once (never in the middle of writing the file).\n";
 
 static const char usage_predict[] =
     "usage: gradc predict M.nn [--weights W] [options]\n"
@@ -82,6 +89,9 @@ static const char usage_predict[] =
     "                  IDX images (*-ubyte, *-ubyte.gz, or a name with 'idx').\n"
     "                  Default: the train block's data file(s)\n"
     "  --output F      write the CSV here (atomically) instead of to stdout\n"
+    "  --top K         instead of the outputs, each row's K most likely classes\n"
+    "                  from the first output (softmax probabilities): top1,p1,...;\n"
+    "                  class names when the weights carry them (string labels)\n"
     "  --batch N       rows per run of the predict program (default 256)\n"
     "  --threads N     OpenBLAS threads\n"
     "  -q, --quiet     no summary line\n"
@@ -99,6 +109,22 @@ static const char usage_predict[] =
     "  --temperature T sample from p^(1/T); 0 picks the most likely (default 1)\n"
     "  --seed N        seed for the sampling (default 0)\n"
     "The prompt and the generated text go to stdout (or --output).\n";
+
+static const char usage_eval[] =
+    "usage: gradc eval M.nn [--weights W] [options]\n"
+    "\n"
+    "Compiles the model's eval program (its loss and accuracy metric: no\n"
+    "gradient, no optimizer, dropout off), loads trained weights and runs it\n"
+    "over every row of a data set, labels included. Prints the row count, the\n"
+    "mean loss and, when the model has a metric, the accuracy.\n"
+    "  --weights W     the trained weights (safetensors); required unless every\n"
+    "                  parameter's value is written in the model\n"
+    "  --data F        read this file instead of the train block's (first) file,\n"
+    "                  as gradc train --data does\n"
+    "  --batch N       rows per run of the eval program (default 256)\n"
+    "  --threads N     OpenBLAS threads\n"
+    "  -q, --quiet     only the figures, not the summary line before them\n"
+    "  -h, --help      this text\n";
 
 static const char usage_emit[] =
     "usage: gradc emit M.nn [--ir | --llvm | --asm] [--batch N] [--optimizer R]\n"
@@ -235,6 +261,7 @@ typedef struct TrainOpts {
     const char *resume; /* --resume: a checkpoint to continue from */
     const char *optimizer; /* --optimizer "adam(lr = 3e-4)" */
     int64_t epochs, steps, batch, seed, threads;
+    int64_t save_every; /* --save-every N epochs; 0: only at the end */
     double lr, split;
     bool have_lr, have_seed, have_split, quiet;
 } TrainOpts;
@@ -280,6 +307,10 @@ static int parse_train_opts(int argc, char **argv, TrainOpts *o) {
             o->weights = v;
         } else if ((v = opt_value(argc, argv, &i, "--resume"))) {
             o->resume = v;
+        } else if ((v = opt_value(argc, argv, &i, "--save-every"))) {
+            if (!parse_i64(v, 1, &o->save_every))
+                return usage_error("train", "--save-every expects a positive number of epochs, "
+                                            "got '%s'", v);
         } else if ((v = opt_value(argc, argv, &i, "--save"))) {
             o->save = v;
         } else if ((v = opt_value(argc, argv, &i, "--log"))) {
@@ -342,12 +373,25 @@ static const char *data_kind_name(DataKind k) {
     return "?";
 }
 
+/* What weights trained earlier fix about the data, so that ids keep the
+ * meaning they had in training: a text model's vocabulary, the class names
+ * of a column of string labels. */
+typedef struct Known {
+    bool have_vocab;
+    RtVocab vocab;
+    int nclasses;
+    const char **classes; /* malloc'd, pointing into classes_text */
+    char *classes_text;   /* malloc'd */
+} Known;
+
 /* Load the train block's data source ds for rm. override replaces its
  * (first) file. need NULL: every input, labels included (training); else
- * only those inputs (prediction: idx reads no labels). Text: vocab_in NULL
- * builds the vocabulary from the file; the one used goes to vocab_out. */
+ * only those inputs (prediction: idx reads no labels). known (may be NULL):
+ * a text file must use its vocabulary (else the file's own is built), and
+ * string labels its class names (else the file's sorted labels); the
+ * vocabulary used goes to vocab_out. */
 static RtStatus load_data(Arena *a, const DataSpec *ds, const RtModel *rm, const char *override,
-                          const bool *need, const RtVocab *vocab_in, RtVocab *vocab_out,
+                          const bool *need, const Known *known, RtVocab *vocab_out,
                           RtDataset *d, RtError *err) {
     const char *first = override ? override : data_path(ds, 0);
     switch (ds->kind) {
@@ -355,6 +399,10 @@ static RtStatus load_data(Arena *a, const DataSpec *ds, const RtModel *rm, const
         return rt_fail(err, "the train block names no data");
     case DATA_CSV: {
         RtCsvSpec spec = csv_spec(a, ds, override, need);
+        if (known && known->nclasses > 0) {
+            spec.nclasses = known->nclasses;
+            spec.classes = known->classes;
+        }
         return rt_load_csv(d, rm, &spec, err);
     }
     case DATA_IDX:
@@ -370,7 +418,8 @@ static RtStatus load_data(Arena *a, const DataSpec *ds, const RtModel *rm, const
         return rt_load_npy_inputs(d, rm, need, ds->nfiles, files, err);
     }
     case DATA_TEXT:
-        return rt_load_text(d, rm, first, ds->context, vocab_in, vocab_out, err);
+        return rt_load_text(d, rm, first, ds->context,
+                            known && known->have_vocab ? &known->vocab : NULL, vocab_out, err);
     }
     return rt_fail(err, "unknown data source");
 }
@@ -391,6 +440,25 @@ static RtStatus weights_vocab(const char *path, RtVocab *v, bool *found, RtError
         return rt_fail(err, "%s: the vocabulary in the metadata is corrupt: %s", path, why.msg);
     *found = true;
     return RT_OK;
+}
+
+/* What the weights at path fix about the data (nothing for path NULL). */
+static RtStatus known_from(const char *path, Known *k, RtError *err) {
+    memset(k, 0, sizeof *k);
+    if (!path)
+        return RT_OK;
+    if (weights_vocab(path, &k->vocab, &k->have_vocab, err) != RT_OK ||
+        rt_read_weights_meta(path, "classes", &k->classes_text, err) != RT_OK)
+        return RT_FAIL;
+    if (k->classes_text)
+        k->nclasses = ckpt_classes_from_string(k->classes_text, &k->classes);
+    return RT_OK;
+}
+
+static void known_free(Known *k) {
+    free(k->classes);
+    free(k->classes_text);
+    memset(k, 0, sizeof *k);
 }
 
 /* The seed a resumed run must use: the one the checkpoint at path was
@@ -417,6 +485,64 @@ static RtStatus resume_seed(const char *path, const TrainOpts *o, uint64_t *seed
     return st;
 }
 
+/* --resume F must continue a run of this model and optimizer: F's
+ * model_hash must be hash. A checkpoint without one (an older gradc's) is
+ * taken as it is. */
+static RtStatus check_resume_hash(const char *path, const TrainOpts *o, const char *hash,
+                                  RtError *err) {
+    char *v = NULL;
+    if (rt_read_weights_meta(path, "model_hash", &v, err) != RT_OK)
+        return RT_FAIL;
+    RtStatus st = RT_OK;
+    if (v && strcmp(v, hash) != 0)
+        st = rt_fail(err, "'%s' was saved by a different model (or optimizer): its model_hash is "
+                          "%.40s, but %s%s hashes to %s; continuing it would not be the run it "
+                          "saved (to start from its weights anyway, use --weights %s)",
+                     path, v, o->model, o->optimizer ? " with this --optimizer" : "", hash, path);
+    free(v);
+    return st;
+}
+
+/* Where gradc train's checkpoints go, what their metadata says, and when
+ * one was last written. */
+typedef struct Saver {
+    const char *path;
+    int nmeta;
+    const char *keys[8], *values[8];
+    int64_t every;      /* --save-every N; 0: at the end only */
+    int64_t saved_step; /* the session's step at the last save; -1: none yet */
+    bool quiet;
+} Saver;
+
+static void saver_add(Saver *sv, const char *key, const char *value) {
+    sv->keys[sv->nmeta] = key;
+    sv->values[sv->nmeta++] = value;
+}
+
+static RtStatus save_now(Saver *sv, const RtSession *s, RtError *err) {
+    if (ckpt_save(s, sv->path, sv->nmeta, sv->keys, sv->values, err) != RT_OK)
+        return RT_FAIL;
+    sv->saved_step = s->step;
+    return RT_OK;
+}
+
+/* RtTrainConfig.on_epoch for --save-every N: the checkpoint after every
+ * N-th epoch (counted over the whole run, resumed or not). */
+static RtStatus save_every_epochs(const RtSession *s, const RtEpochStats *e, void *user,
+                                  RtError *err) {
+    Saver *sv = user;
+    (void)e;
+    if (s->epoch % sv->every != 0)
+        return RT_OK;
+    if (save_now(sv, s, err) != RT_OK)
+        return RT_FAIL;
+    if (!sv->quiet) {
+        printf("gradc: saved checkpoint to %s (epoch %lld)\n", sv->path, (long long)s->epoch);
+        fflush(stdout);
+    }
+    return RT_OK;
+}
+
 static int cmd_train(int argc, char **argv) {
     TrainOpts o;
     int rc = parse_train_opts(argc, argv, &o);
@@ -431,6 +557,8 @@ static int cmd_train(int argc, char **argv) {
     RtSession s = {0};
     RtDataset data = {0};
     RtError err;
+    char *classes = NULL;
+    Known known = {0};
 
     Model *m = load_model(a, &d, o.model);
     if (!m)
@@ -467,8 +595,11 @@ static int cmd_train(int argc, char **argv) {
     double compile_ms = now_ms() - t0;
 
     rt_setup((int)o.threads);
+    char hash[CKPT_HASH_LEN];
+    ckpt_model_hash(m->src, o.optimizer, hash);
     uint64_t seed = o.have_seed ? (uint64_t)o.seed : m->train.seed;
-    if (o.resume && resume_seed(o.resume, &o, &seed, &err) != RT_OK)
+    if (o.resume && (check_resume_hash(o.resume, &o, hash, &err) != RT_OK ||
+                     resume_seed(o.resume, &o, &seed, &err) != RT_OK))
         goto rt_error;
     if (rt_session_init(&s, rm, seed, &err) != RT_OK)
         goto rt_error;
@@ -482,13 +613,9 @@ static int cmd_train(int argc, char **argv) {
         rt_init_params(&s);
     }
     const DataSpec *ds = &m->train.data;
-    const char *start = o.resume ? o.resume : o.weights;
-    RtVocab vocab, given;
-    bool have_vocab = false;
-    if (ds->kind == DATA_TEXT && start && weights_vocab(start, &given, &have_vocab, &err) != RT_OK)
-        goto rt_error;
-    if (load_data(a, ds, rm, o.data, NULL, have_vocab ? &given : NULL, &vocab, &data, &err) !=
-        RT_OK)
+    RtVocab vocab;
+    if (known_from(o.resume ? o.resume : o.weights, &known, &err) != RT_OK ||
+        load_data(a, ds, rm, o.data, NULL, &known, &vocab, &data, &err) != RT_OK)
         goto rt_error;
     if (!o.quiet) {
         int64_t nvalues = 0;
@@ -509,27 +636,62 @@ static int cmd_train(int argc, char **argv) {
         .quiet = o.quiet,
         .out = stdout,
     };
-    RtEpochStats last;
-    if (rt_train(&s, &data, &tc, &last, &err) != RT_OK)
-        goto rt_error;
-    const char *save = o.save ? o.save : arena_printf(a, "%s.safetensors", g->name);
-    /* A checkpoint, with the seed for --resume and, for text, the
-     * vocabulary and context for gradc predict. */
+    /* Every checkpoint carries the seed for --resume, the version and model
+     * hash, and for text the vocabulary and context (gradc predict needs
+     * them), for string labels the class names (gradc predict --top). */
+    Saver sv = {.path = o.save ? o.save : arena_printf(a, "%s.safetensors", g->name),
+                .every = o.save_every, .saved_step = -1, .quiet = o.quiet};
     char sbuf[32], vbuf[RT_VOCAB_STR_MAX], cbuf[32];
     snprintf(sbuf, sizeof sbuf, "%llu", (unsigned long long)seed);
-    snprintf(cbuf, sizeof cbuf, "%lld", (long long)ds->context);
-    const char *keys[] = {"seed", "vocab", "context"};
-    const char *vocab_str = ds->kind == DATA_TEXT ? rt_vocab_to_string(&vocab, vbuf) : "";
-    const char *values[] = {sbuf, vocab_str, cbuf};
-    if (rt_save_checkpoint(&s, save, ds->kind == DATA_TEXT ? 3 : 1, keys, values, &err) != RT_OK)
+    saver_add(&sv, "seed", sbuf);
+    saver_add(&sv, "gradc_version", GRADC_VERSION);
+    saver_add(&sv, "model_hash", hash);
+    if (ds->kind == DATA_TEXT) {
+        snprintf(cbuf, sizeof cbuf, "%lld", (long long)ds->context);
+        saver_add(&sv, "vocab", rt_vocab_to_string(&vocab, vbuf));
+        saver_add(&sv, "context", cbuf);
+    }
+    if ((classes = ckpt_classes_to_string(data.nclasses, data.class_names)))
+        saver_add(&sv, "classes", classes);
+    if (o.save_every) {
+        tc.on_epoch = save_every_epochs;
+        tc.on_epoch_user = &sv;
+    }
+    tc.stop = &ckpt_stop_signal;
+    RtEpochStats last;
+    ckpt_catch_signals();
+    RtStatus st = rt_train(&s, &data, &tc, &last, &err);
+    if (st == RT_OK && sv.saved_step != s.step)
+        st = save_now(&sv, &s, &err);
+    ckpt_release_signals();
+    if (st != RT_OK)
         goto rt_error;
+    int sig = ckpt_stop_signal;
+    if (sig) {
+        /* 128 + the signal, as a shell reports a process the signal ended:
+         * a script looping over runs stops too. */
+        if (last.stopped)
+            fprintf(stderr, "gradc: stopped by %s after step %lld (%lld epochs done); saved the "
+                            "checkpoint to %s\n",
+                    ckpt_signal_name(sig), (long long)s.step, (long long)s.epoch, sv.path);
+        else
+            fprintf(stderr, "gradc: %s arrived after the last step; saved the checkpoint to %s\n",
+                    ckpt_signal_name(sig), sv.path);
+        fprintf(stderr, "gradc: to continue: gradc train %s --resume %s (with the same "
+                        "options)\n",
+                o.model, sv.path);
+        rc = 128 + sig;
+        goto out;
+    }
     if (!o.quiet)
-        printf("gradc: saved weights to %s\n", save);
+        printf("gradc: saved weights to %s\n", sv.path);
     rc = 0;
     goto out;
 rt_error:
     fprintf(stderr, "gradc: error: %s\n", err.msg);
 out:
+    free(classes);
+    known_free(&known);
     rt_dataset_free(&data);
     if (s.arena)
         rt_session_free(&s);
@@ -540,6 +702,24 @@ out:
 
 /* ---- gradc predict ------------------------------------------------------------ */
 
+/* Without weights, only a model whose every parameter is written out (=
+ * value) predicts or evaluates anything meaningful, and a text model needs
+ * the vocabulary its weights carry; false after saying so. */
+static bool weights_optional(Arena *a, const char *model, const Graph *g, bool text) {
+    for (int i = 0; i < g->params.len; i++) {
+        const Param *p = &g->params.items[i];
+        if (text || (p->init.kind != INIT_CONST && p->init.kind != INIT_VALUES)) {
+            fprintf(stderr, "%s: error: --weights is required: %s\n", model,
+                    text ? "a text model's vocabulary is stored with its weights"
+                         : arena_printf(a, "parameter '%s' is random until trained (give the "
+                                           "file 'gradc train' saved)",
+                                        p->name));
+            return false;
+        }
+    }
+    return true;
+}
+
 enum { MAX_INPUTS = 16 };
 
 typedef struct PredictOpts {
@@ -547,6 +727,7 @@ typedef struct PredictOpts {
     const char *inputs[MAX_INPUTS]; /* --input, in order; "NAME=F.npy" allowed */
     int ninputs;
     int64_t length, batch, seed, threads;
+    int64_t top; /* --top K; 0: the outputs themselves */
     double temperature;
     bool quiet;
 } PredictOpts;
@@ -568,6 +749,10 @@ static int parse_predict_opts(int argc, char **argv, PredictOpts *o) {
             o->inputs[o->ninputs++] = v;
         } else if ((v = opt_value(argc, argv, &i, "--output"))) {
             o->output = v;
+        } else if ((v = opt_value(argc, argv, &i, "--top"))) {
+            if (!parse_i64(v, 1, &o->top) || o->top > (1 << 24))
+                return usage_error("predict", "--top expects a positive number of classes, got "
+                                              "'%s'", v);
         } else if ((v = opt_value(argc, argv, &i, "--prompt"))) {
             o->prompt = v;
         } else if ((v = opt_value(argc, argv, &i, "--length"))) {
@@ -599,6 +784,9 @@ static int parse_predict_opts(int argc, char **argv, PredictOpts *o) {
         return usage_error("predict", "no model file given");
     if (o->prompt && o->ninputs)
         return usage_error("predict", "--prompt (text generation) and --input do not go together");
+    if (o->prompt && o->top)
+        return usage_error("predict", "--top is for predictions over a file, not for text "
+                                      "generation (--prompt)");
     return 0;
 }
 
@@ -747,6 +935,18 @@ static RtStatus generate(const Model *m, const PredictOpts *o, RtSession *s, FIL
     return RT_OK;
 }
 
+/* --top K: each row's most likely classes, named by the weights' "classes"
+ * metadata (string labels at training) when they have it, else by id. */
+static RtStatus predict_top(const PredictOpts *o, RtSession *s, const RtDataset *data, FILE *out,
+                            RtError *err) {
+    Known known;
+    if (known_from(o->weights, &known, err) != RT_OK)
+        return RT_FAIL;
+    RtStatus st = rt_predict_top(s, data, o->top, known.nclasses, known.classes, out, err);
+    known_free(&known);
+    return st;
+}
+
 static int cmd_predict(int argc, char **argv) {
     PredictOpts o;
     int rc = parse_predict_opts(argc, argv, &o);
@@ -783,21 +983,8 @@ static int cmd_predict(int argc, char **argv) {
         fprintf(stderr, "%s: error: no --input given and the train block names no data\n", o.model);
         goto out;
     }
-    if (!o.weights) {
-        /* Without weights, only a model whose every parameter is written
-         * out (= value) predicts anything meaningful. */
-        for (int i = 0; i < g->params.len; i++) {
-            const Param *p = &g->params.items[i];
-            if (text || (p->init.kind != INIT_CONST && p->init.kind != INIT_VALUES)) {
-                fprintf(stderr, "%s: error: --weights is required: %s\n", o.model,
-                        text ? "a text model's vocabulary is stored with its weights"
-                             : arena_printf(a, "parameter '%s' is random until trained "
-                                               "(give the file 'gradc train' saved)",
-                                            p->name));
-                goto out;
-            }
-        }
-    }
+    if (!o.weights && !weights_optional(a, o.model, g, text))
+        goto out;
     ir_optimize(g);
     bool *need = inputs_needed(a, g);
     Plan *plan = ir_plan_programs(g, text ? 1 : o.batch, 4, 1u << PROG_PREDICT);
@@ -823,7 +1010,9 @@ static int cmd_predict(int argc, char **argv) {
     }
     if (open_output(a, o.output, &out, &err) != RT_OK)
         goto rt_error;
-    RtStatus st = text ? generate(m, &o, &s, out.f, &err) : rt_predict(&s, &data, out.f, &err);
+    RtStatus st = text    ? generate(m, &o, &s, out.f, &err)
+                  : o.top ? predict_top(&o, &s, &data, out.f, &err)
+                          : rt_predict(&s, &data, out.f, &err);
     if (finish_output(o.output, &out, st == RT_OK, &err) != RT_OK || st != RT_OK)
         goto rt_error;
     if (o.output && !o.quiet) {
@@ -837,6 +1026,146 @@ static int cmd_predict(int argc, char **argv) {
 rt_error:
     fprintf(stderr, "gradc: error: %s\n", err.msg);
 out:
+    rt_dataset_free(&data);
+    if (s.arena)
+        rt_session_free(&s);
+    cg_free(cg);
+    arena_free(a);
+    return rc;
+}
+
+/* ---- gradc eval --------------------------------------------------------------- */
+
+typedef struct EvalOpts {
+    const char *model, *weights, *data;
+    int64_t batch, threads;
+    bool quiet;
+} EvalOpts;
+
+static int parse_eval_opts(int argc, char **argv, EvalOpts *o) {
+    *o = (EvalOpts){.batch = 256};
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_eval, stdout);
+            exit(0);
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            o->quiet = true;
+        } else if ((v = opt_value(argc, argv, &i, "--weights"))) {
+            o->weights = v;
+        } else if ((v = opt_value(argc, argv, &i, "--data"))) {
+            o->data = v;
+        } else if ((v = opt_value(argc, argv, &i, "--batch"))) {
+            if (!parse_i64(v, 1, &o->batch) || o->batch > (1 << 24))
+                return usage_error("eval", "--batch expects an integer from 1 to 16777216, got '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--threads"))) {
+            if (!parse_i64(v, 1, &o->threads) || o->threads > 1024)
+                return usage_error("eval", "--threads expects a positive integer, got '%s'", v);
+        } else if (a[0] == '-') {
+            return usage_error("eval", "unknown option '%s'", a);
+        } else if (o->model) {
+            return usage_error("eval", "one model file at a time ('%s' and '%s')", o->model, a);
+        } else {
+            o->model = a;
+        }
+        if (v && !*v)
+            return usage_error("eval", "%s needs a value", a);
+    }
+    if (!o->model)
+        return usage_error("eval", "no model file given");
+    return 0;
+}
+
+static int cmd_eval(int argc, char **argv) {
+    EvalOpts o;
+    int rc = parse_eval_opts(argc, argv, &o);
+    if (rc)
+        return rc;
+    double t0 = now_ms();
+    Arena *a = arena_new();
+    Diags d;
+    diags_init(&d, a);
+    rc = EXIT_USER;
+    CgModule *cg = NULL;
+    RtSession s = {0};
+    RtDataset data = {0};
+    RtError err;
+    int64_t *rows = NULL;
+    Known known = {0};
+
+    Model *m = load_model(a, &d, o.model);
+    if (!m)
+        goto out;
+    Graph *g = m->graph;
+    const DataSpec *ds = &m->train.data;
+    bool text = ds->kind == DATA_TEXT;
+    if (!g->loss) {
+        fprintf(stderr, "%s: error: the model has no 'loss = ...' statement, so there is nothing to evaluate\n", o.model);
+        goto out;
+    }
+    if (ds->kind == DATA_NONE) {
+        fprintf(stderr, "%s: error: the train block has no 'data = ...', so gradc does not know "
+                        "how to read the rows to evaluate\n", o.model);
+        goto out;
+    }
+    if (!o.data && !fe_check_data(m, &d)) {
+        diags_print(&d, stderr, want_color());
+        goto out;
+    }
+    if (!o.weights && !weights_optional(a, o.model, g, text))
+        goto out;
+    /* The eval program reads the forward graph only: no gradient, no
+     * optimizer (and so no optimizer state to load). */
+    ir_optimize(g);
+    Plan *plan = ir_plan_programs(g, o.batch, 4, 1u << PROG_EVAL);
+    CgOptions co = {.elem_size = 4, .opt_level = 2};
+    cg = cg_compile(g, plan, &co, &d);
+    if (!cg) {
+        diags_print(&d, stderr, want_color());
+        goto out;
+    }
+    RtModel *rm = cg_rt_model_jit(a, g, plan, cg);
+    double compile_ms = now_ms() - t0;
+    rt_setup((int)o.threads);
+    if (rt_session_init(&s, rm, 0, &err) != RT_OK)
+        goto rt_error;
+    if (!o.weights)
+        rt_init_params(&s); /* every value is written in the model */
+    else if (rt_load_weights(&s, o.weights, &err) != RT_OK)
+        goto rt_error;
+    RtVocab vocab;
+    if (known_from(o.weights, &known, &err) != RT_OK)
+        goto rt_error;
+    if (text && !known.have_vocab) {
+        rt_fail(&err, "%s: these weights were not trained on text data (their metadata has no "
+                      "vocabulary)", o.weights);
+        goto rt_error;
+    }
+    if (load_data(a, ds, rm, o.data, NULL, &known, &vocab, &data, &err) != RT_OK)
+        goto rt_error;
+    if (!(rows = malloc(sizeof *rows * (size_t)(data.n > 0 ? data.n : 1)))) {
+        rt_fail(&err, "out of memory for %lld rows", (long long)data.n);
+        goto rt_error;
+    }
+    for (int64_t i = 0; i < data.n; i++)
+        rows[i] = i;
+    double loss, accuracy;
+    if (rt_evaluate(&s, &data, rows, data.n, &loss, &accuracy, &err) != RT_OK)
+        goto rt_error;
+    if (!o.quiet)
+        printf("gradc: %s: eval program compiled in %.0f ms; weights %s; OpenBLAS %s\n", o.model,
+               compile_ms, o.weights ? o.weights : "(written in the model)", rt_blas_corename());
+    printf("rows      %lld\n", (long long)data.n);
+    printf("loss      %.6g\n", loss);
+    if (!isnan(accuracy))
+        printf("accuracy  %.2f%%\n", 100 * accuracy);
+    rc = 0;
+    goto out;
+rt_error:
+    fprintf(stderr, "gradc: error: %s\n", err.msg);
+out:
+    free(rows);
+    known_free(&known);
     rt_dataset_free(&data);
     if (s.arena)
         rt_session_free(&s);
@@ -998,12 +1327,14 @@ int main(int argc, char **argv) {
         return cmd_train(argc, argv);
     if (!strcmp(cmd, "predict"))
         return cmd_predict(argc, argv);
+    if (!strcmp(cmd, "eval"))
+        return cmd_eval(argc, argv);
     if (!strcmp(cmd, "grad"))
         return cmd_grad(argc, argv);
     if (!strcmp(cmd, "emit"))
         return cmd_emit(argc, argv);
-    static const char *const commands[] = {"train", "predict", "grad", "emit"};
-    const char *near = closest_name(cmd, commands, 4);
+    static const char *const commands[] = {"train", "predict", "eval", "grad", "emit"};
+    const char *near = closest_name(cmd, commands, 5);
     fprintf(stderr, "gradc: unknown command '%s'%s%s%s\n\n%s", cmd, near ? "; did you mean '" : "",
             near ? near : "", near ? "'?" : "", usage_main);
     return EXIT_USAGE;

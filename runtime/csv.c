@@ -14,7 +14,9 @@
  *
  * The file is read whole and walked three times: a scan (field counts, which
  * int columns hold strings, row count), the distinct labels of the string
- * column if there is one, and the conversion into the dataset.
+ * column if there is one (unless the caller gives the class names, as
+ * weights trained on other rows carry them), and the conversion into the
+ * dataset.
  */
 #include "rt_internal.h"
 
@@ -274,8 +276,9 @@ typedef struct Load {
     bool *str_col; /* column feeds an int input and holds a non-number */
     long *str_line; /* first line where str_col[j] saw a non-number */
     int label_col; /* the string label column, or -1 */
-    char **classes;
+    char **classes; /* class id i is classes[i] */
     int nclasses;
+    int *by_name;   /* class ids in strcmp order of their names */
 } Load;
 
 static void load_free(Load *L) {
@@ -295,6 +298,7 @@ static void load_free(Load *L) {
     for (int i = 0; i < L->nclasses; i++)
         free(L->classes[i]);
     free(L->classes);
+    free(L->by_name);
 }
 
 /* Is model input i loaded at all? */
@@ -458,6 +462,43 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+typedef struct NamedId {
+    const char *name;
+    int id;
+} NamedId;
+
+static int by_name_order(const void *a, const void *b) {
+    return strcmp(((const NamedId *)a)->name, ((const NamedId *)b)->name);
+}
+
+/* The class names the caller gave (RtCsvSpec.classes), copied: class id i
+ * is classes[i], whatever labels the file holds. */
+static RtStatus given_classes(Load *L) {
+    Csv *c = &L->c;
+    const RtCsvSpec *spec = L->spec;
+    int n = spec->nclasses;
+    L->classes = calloc((size_t)n, sizeof *L->classes);
+    L->by_name = malloc(sizeof *L->by_name * (size_t)n);
+    NamedId *order = malloc(sizeof *order * (size_t)n);
+    RtStatus st = L->classes && L->by_name && order ? RT_OK
+                                                    : csv_fail(c, 0, 0, "out of memory");
+    for (int i = 0; st == RT_OK && i < n; i++) {
+        if (!(L->classes[i] = strdup(spec->classes[i])))
+            st = csv_fail(c, 0, 0, "out of memory");
+        L->nclasses = i + 1;
+        order[i] = (NamedId){L->classes[i], i};
+    }
+    if (st == RT_OK)
+        qsort(order, (size_t)n, sizeof *order, by_name_order);
+    for (int i = 0; st == RT_OK && i < n; i++) {
+        L->by_name[i] = order[i].id;
+        if (i > 0 && strcmp(order[i - 1].name, order[i].name) == 0)
+            st = csv_fail(c, 0, 0, "the class name '%.60s' is given twice", order[i].name);
+    }
+    free(order);
+    return st;
+}
+
 /* Pass 2: the distinct strings of the label column, sorted: class id i is
  * classes[i]. */
 static RtStatus collect_classes(Load *L, int64_t n) {
@@ -484,9 +525,13 @@ static RtStatus collect_classes(Load *L, int64_t n) {
         }
         if (u > INT32_MAX) {
             st = csv_fail(c, 0, 0, "more than %d distinct labels", INT32_MAX);
+        } else if (!(L->by_name = malloc(sizeof *L->by_name * (size_t)(u ? u : 1)))) {
+            st = csv_fail(c, 0, 0, "out of memory");
         } else {
             L->classes = all;
             L->nclasses = (int)u;
+            for (int i = 0; i < L->nclasses; i++)
+                L->by_name[i] = i;
             return RT_OK;
         }
         k = u;
@@ -501,9 +546,9 @@ static int class_id(const Load *L, const char *s) {
     int lo = 0, hi = L->nclasses - 1;
     while (lo <= hi) {
         int mid = lo + (hi - lo) / 2;
-        int c = strcmp(L->classes[mid], s);
+        int c = strcmp(L->classes[L->by_name[mid]], s);
         if (c == 0)
-            return mid;
+            return L->by_name[mid];
         if (c < 0)
             lo = mid + 1;
         else
@@ -520,6 +565,18 @@ static RtStatus convert_int(Load *L, const RtTensor *t, int col, int32_t *out) {
     int64_t v;
     if (col == L->label_col) {
         v = class_id(L, s);
+        if (v < 0) { /* only with the caller's names */
+            char list[240];
+            size_t len = 0;
+            for (int k = 0; k < L->nclasses && len < sizeof list; k++)
+                len += (size_t)snprintf(list + len, sizeof list - len, "%s'%.40s'",
+                                        k ? ", " : "", L->classes[k]);
+            if (len >= sizeof list)
+                memcpy(list + sizeof list - 5, "...", 4);
+            return csv_fail(c, c->line, col + 1, "label '%.60s' is not one of the %d classes "
+                            "the model was trained on: %s",
+                            s, L->nclasses, list);
+        }
         if (t->limit > 0 && v >= t->limit)
             return csv_fail(c, c->line, col + 1, "label '%.60s' is class %lld, out of range for "
                             "%lld classes (the column holds %d distinct labels)",
@@ -602,7 +659,7 @@ RtStatus rt_load_csv(RtDataset *d, const RtModel *m, const RtCsvSpec *spec, RtEr
     if (st == RT_OK)
         st = scan(&L, &n);
     if (st == RT_OK && L.label_col >= 0)
-        st = collect_classes(&L, n);
+        st = spec->nclasses > 0 ? given_classes(&L) : collect_classes(&L, n);
     if (st == RT_OK)
         st = alloc_dataset(&L, d, n);
     if (st == RT_OK)

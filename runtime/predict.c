@@ -2,8 +2,9 @@
  * and one character at a time for text generation.
  *
  * Owns batching rows into the inputs (through rt_dataset_gather, the same
- * copy the training loop uses), the CSV layout of the outputs, sampling from
- * a probability row with a temperature, and the generation loop. The
+ * copy the training loop uses), the CSV layout of the outputs (or of each
+ * row's most likely classes), sampling from a probability row with a
+ * temperature, and the generation loop. The
  * compiled predict program computes the outputs; nothing here changes
  * parameters, and the per-step hypers are never stored (rt_step_hypers:
  * dropout is the identity in predict, and it has no optimizer step).
@@ -105,6 +106,129 @@ RtStatus rt_predict(RtSession *s, const RtDataset *d, FILE *out, RtError *err) {
     if (fflush(out) != 0 || ferror(out))
         return rt_fail(err, "cannot write the predictions: %s", strerror(errno));
     return RT_OK;
+}
+
+/* s as one CSV field: as it is, or in double quotes (doubling the quotes
+ * inside) when it holds a comma, a quote, a line break or edge spaces. */
+static void write_field(FILE *out, const char *s) {
+    size_t n = strlen(s);
+    if (!strpbrk(s, ",\"\r\n") && !(n && (s[0] == ' ' || s[n - 1] == ' '))) {
+        fputs(s, out);
+        return;
+    }
+    fputc('"', out);
+    for (; *s; s++) {
+        if (*s == '"')
+            fputc('"', out);
+        fputc(*s, out);
+    }
+    fputc('"', out);
+}
+
+/* The output --top reads: the predict program's first, [B, C] floats. */
+static RtStatus check_top(const RtModel *m, int64_t k, RtError *err) {
+    char dims[96];
+    const RtTensor *t = &m->predict.roots[0];
+    if (t->dtype != RT_FLOAT || t->rank != 2 || t->dims[0] != RT_DIM_BATCH)
+        return rt_fail(err, "the model's first output '%s' %s is not a row of class "
+                            "probabilities per example; the top classes need an output of shape "
+                            "[B, classes] (softmax)",
+                       t->name, rt_dims_str(t, dims, sizeof dims));
+    if (k < 1 || k > t->dims[1])
+        return rt_fail(err, "asked for the top %lld classes, but the first output '%s' %s has "
+                            "%lld",
+                       (long long)k, t->name, rt_dims_str(t, dims, sizeof dims),
+                       (long long)t->dims[1]);
+    return RT_OK;
+}
+
+/* Row r of the batch just computed, output 0's row into p[0, C): a
+ * distribution, or RT_FAIL naming the row (row_no, 0-based in d). */
+static RtStatus read_class_row(const RtSession *s, int64_t r, int64_t row_no, double *p,
+                               RtError *err) {
+    const RtModel *m = s->m;
+    const RtTensor *t = &m->predict.roots[0];
+    int64_t C = t->dims[1];
+    const void *src = rt_ptr(s, t);
+    double sum = 0;
+    bool ok = true;
+    for (int64_t c = 0; c < C; c++) {
+        p[c] = rt_load_float(src, m->elem_size, r * C + c);
+        ok = ok && isfinite(p[c]) && p[c] >= 0 && p[c] <= 1;
+        sum += p[c];
+    }
+    if (!ok || fabs(sum - 1) > 1e-3)
+        return rt_fail(err, "row %lld: the first output '%s' is not a probability row (its %lld "
+                            "entries sum to %g%s); the top classes need softmax probabilities",
+                       (long long)row_no + 1, t->name, (long long)C, sum,
+                       ok ? "" : ", with entries outside [0, 1]");
+    return RT_OK;
+}
+
+static void write_top_header(FILE *out, int64_t k) {
+    for (int64_t j = 1; j <= k; j++)
+        fprintf(out, "top%lld,p%lld%s", (long long)j, (long long)j, j < k ? "," : "\n");
+}
+
+/* The k most likely of p[0, C) as CSV fields, in order of decreasing
+ * probability, the smaller id first among equals (a partial selection
+ * sort: k is small). */
+static void write_top_row(FILE *out, const double *p, int64_t C, int64_t k, int nnames,
+                          const char *const *names, bool *taken) {
+    for (int64_t c = 0; c < C; c++)
+        taken[c] = false;
+    for (int64_t j = 0; j < k; j++) {
+        int64_t best = -1;
+        for (int64_t c = 0; c < C; c++)
+            if (!taken[c] && (best < 0 || p[c] > p[best]))
+                best = c;
+        taken[best] = true;
+        if (j)
+            fputc(',', out);
+        if (best < nnames)
+            write_field(out, names[best]);
+        else
+            fprintf(out, "%lld", (long long)best);
+        fprintf(out, ",%.9g", p[best]);
+    }
+    fputc('\n', out);
+}
+
+/* Contract: see rt.h. Each batch is checked whole before any of it is
+ * written, and the header waits for the first batch: a model whose output
+ * is not a distribution writes nothing. */
+RtStatus rt_predict_top(RtSession *s, const RtDataset *d, int64_t k, int nnames,
+                        const char *const *names, FILE *out, RtError *err) {
+    const RtModel *m = s->m;
+    if (check_predict(m, err) != RT_OK || check_top(m, k, err) != RT_OK ||
+        rt_dataset_check(m, d, true, err) != RT_OK)
+        return RT_FAIL;
+    int64_t C = m->predict.roots[0].dims[1], B = m->max_batch;
+    int64_t *rows = malloc(sizeof *rows * (size_t)B);
+    double *p = malloc(sizeof *p * (size_t)(B * C));
+    bool *taken = malloc(sizeof *taken * (size_t)C);
+    RtStatus st = rows && p && taken ? RT_OK : rt_fail(err, "out of memory");
+    for (int64_t at = 0; st == RT_OK && at < d->n && !ferror(out); at += B) {
+        int64_t nb = d->n - at < B ? d->n - at : B;
+        for (int64_t r = 0; r < nb; r++)
+            rows[r] = at + r;
+        rt_dataset_gather(s, d, rows, nb);
+        m->predict.fn(s->arena, nb);
+        for (int64_t r = 0; st == RT_OK && r < nb; r++)
+            st = read_class_row(s, r, at + r, p + r * C, err);
+        if (st == RT_OK && at == 0)
+            write_top_header(out, k);
+        for (int64_t r = 0; st == RT_OK && r < nb; r++)
+            write_top_row(out, p + r * C, C, k, nnames, names, taken);
+    }
+    if (st == RT_OK && d->n == 0)
+        write_top_header(out, k);
+    free(rows);
+    free(p);
+    free(taken);
+    if (st == RT_OK && (fflush(out) != 0 || ferror(out)))
+        st = rt_fail(err, "cannot write the predictions: %s", strerror(errno));
+    return st;
 }
 
 /* Contract: see rt.h. Weights p^(1/T) are formed as exp((log p - log

@@ -10,6 +10,7 @@
 #ifndef GRADC_RT_H
 #define GRADC_RT_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -211,6 +212,12 @@ typedef struct RtCsvSpec {
     const RtCsvInput *inputs;
     const bool *need; /* NULL: every input; else only these (see above); the
                          columns of the others need not exist */
+    /* The class names of a string label column, in id order (those that
+     * trained weights were trained with): a label gets the id of its name,
+     * and a label that is none of them is an error. 0: the sorted distinct
+     * labels of the file. */
+    int nclasses;
+    const char *const *classes;
 } RtCsvSpec;
 
 typedef struct RtDataset {
@@ -230,8 +237,9 @@ typedef struct RtDataset {
 
 /* Load a CSV file for model m. Numeric columns become floats; an int input
  * from a column of strings gets class ids in sorted order of the names (Iris:
- * setosa 0, versicolor 1, virginica 2); an int input from numbers must hold
- * integers. Errors name file, row and column. */
+ * setosa 0, versicolor 1, virginica 2), or by spec->classes when given; an
+ * int input from numbers must hold integers. Errors name file, row and
+ * column. */
 RtStatus rt_load_csv(RtDataset *d, const RtModel *m, const RtCsvSpec *spec, RtError *err);
 
 /* Load MNIST-style IDX files: images (magic 0x00000803: unsigned bytes
@@ -312,17 +320,6 @@ void rt_dataset_free(RtDataset *d);
 
 /* ---- training -------------------------------------------------------------- */
 
-typedef struct RtTrainConfig {
-    int epochs;    /* the run's total: train up to epoch `epochs` (0: steps decide) */
-    int64_t steps; /* stop after this many optimizer steps of this call; 0: no limit */
-    int64_t batch; /* <= m->max_batch */
-    uint64_t seed; /* shuffling and the held-out split */
-    double split;  /* held-out fraction, [0, 1) */
-    const char *log_path; /* JSON Lines, one object per epoch; NULL: none */
-    bool quiet;
-    FILE *out; /* progress lines; NULL: stdout */
-} RtTrainConfig;
-
 /* Per-epoch figures, also what the log records. */
 typedef struct RtEpochStats {
     int64_t epoch, step;
@@ -332,21 +329,49 @@ typedef struct RtEpochStats {
     double val_loss; /* NaN without held-out data */
     double accuracy; /* on held-out data, else on training data; NaN without a metric */
     double samples_per_s, seconds;
+    /* rt_train's `last` only: RtTrainConfig.stop ended the call early. epoch
+     * and step are then the session's (where it stopped), the figures NaN. */
+    bool stopped;
 } RtEpochStats;
+
+typedef struct RtTrainConfig {
+    int epochs;    /* the run's total: train up to epoch `epochs` (0: steps decide) */
+    int64_t steps; /* stop after this many optimizer steps of this call; 0: no limit */
+    int64_t batch; /* <= m->max_batch */
+    uint64_t seed; /* shuffling and the held-out split */
+    double split;  /* held-out fraction, [0, 1) */
+    const char *log_path; /* JSON Lines, one object per epoch; NULL: none */
+    bool quiet;
+    FILE *out; /* progress lines; NULL: stdout */
+    /* Called after every finished epoch (not the partial one a step limit
+     * or `stop` ends in), after its progress line and log entry, with s
+     * where the epoch left it and the epoch's figures: the place to save a
+     * checkpoint every N epochs. RT_FAIL stops training; rt_train then
+     * returns RT_FAIL with the callback's err. NULL: none. */
+    RtStatus (*on_epoch)(const RtSession *s, const RtEpochStats *e, void *user, RtError *err);
+    void *on_epoch_user;
+    /* Read after every step (and before every epoch): nonzero ends the call
+     * there, with the session consistent (s->step, s->epoch, s->epoch_rows:
+     * a checkpoint saved now resumes exactly) and `last->stopped` set. The
+     * partial epoch is neither evaluated, printed nor logged. A signal
+     * handler's flag fits (a sig_atomic_t it sets). NULL: never stops. */
+    const volatile sig_atomic_t *stop;
+} RtTrainConfig;
 
 /* Train s on d, continuing from s->epoch: runs epochs s->epoch + 1 to
  * cfg->epochs (a session restored by rt_load_checkpoint at epoch 2 of 4 runs
  * epochs 3 and 4; one at or past cfg->epochs trains nothing and says so),
- * or until cfg->steps steps of this call; an epoch a step limit stopped
- * (s->epoch_rows > 0) continues from its next row. The rows: cfg->seed
- * shuffles them and holds out cfg->split (shuffled first, so sorted files
- * split fairly); an epoch's order of the training rows depends on cfg->seed
- * and the epoch number only (a call starting at epoch k replays the k
- * reshuffles before it), so that a resumed run sees the rows the
- * uninterrupted one would have. Mini-batches with a last partial batch; one progress line per
- * epoch; the log (cfg->log_path) is truncated when s has taken no step yet
- * and appended to otherwise. last: the final epoch's figures (may be NULL;
- * when nothing is trained, epoch and step are s's and the rest NaN). */
+ * or until cfg->steps steps of this call, or until *cfg->stop; an epoch a
+ * step limit or a stop ended (s->epoch_rows > 0) continues from its next
+ * row. The rows: cfg->seed shuffles them and holds out cfg->split (shuffled
+ * first, so sorted files split fairly); an epoch's order of the training
+ * rows depends on cfg->seed and the epoch number only (a call starting at
+ * epoch k replays the k reshuffles before it), so that a resumed run sees
+ * the rows the uninterrupted one would have. Mini-batches with a last partial batch; one
+ * progress line per epoch, then cfg->on_epoch; the log (cfg->log_path) is
+ * truncated when s has taken no step yet and appended to otherwise. last:
+ * the final epoch's figures (may be NULL; when nothing is trained, or a stop
+ * ended the call, epoch and step are s's and the rest NaN). */
 RtStatus rt_train(RtSession *s, const RtDataset *d, const RtTrainConfig *cfg,
                   RtEpochStats *last, RtError *err);
 
@@ -363,6 +388,17 @@ RtStatus rt_evaluate(RtSession *s, const RtDataset *d, const int64_t *rows, int6
  * its name; more axes flatten row-major), then one line per row of d, values
  * as %.9g. Inputs with data[i] NULL are not copied (see "data" above). */
 RtStatus rt_predict(RtSession *s, const RtDataset *d, FILE *out, RtError *err);
+
+/* The k most likely classes of every row of d instead of the outputs: the
+ * predict program's first output must be [B, C] floats holding a
+ * probability row per example (entries in [0, 1] summing to 1 within 1e-3,
+ * as softmax gives; a row that is not fails naming it), and 1 <= k <= C.
+ * CSV: the header "top1,p1,top2,p2,...", then per row of d its k classes in
+ * order of decreasing probability (the smaller id first among equals), each
+ * as names[id] when id < nnames (quoted as CSV needs) or else the id, and
+ * its probability as %.9g. */
+RtStatus rt_predict_top(RtSession *s, const RtDataset *d, int64_t k, int nnames,
+                        const char *const *names, FILE *out, RtError *err);
 
 /* Sample an index of p[0, n) (probabilities, not necessarily normalised)
  * from p^(1/temperature) renormalised, with r; temperature 0 is argmax (the
@@ -385,14 +421,25 @@ RtStatus rt_generate(RtSession *s, const RtVocab *v, int64_t context, const char
  * ("opt.m.h.W"), F32 or F64 by the model's elem type; the __metadata__
  * object holds "format": "gradc", "model": the model's name, and any extra
  * string pairs the caller adds (the vocabulary of text data, its context
- * length). Written atomically: a temporary file beside the target, fsync,
- * rename. */
+ * length). Written atomically: a temporary file beside the target
+ * ("<path>.tmp.<pid>"), fsync, rename, fsync of the directory; a process
+ * killed mid-save leaves the old file at path and its temporary file, which
+ * the next save to path removes (the temporary files of processes that no
+ * longer exist). */
 RtStatus rt_save_weights(const RtSession *s, const char *path, RtError *err);
 /* The same with nmeta extra metadata pairs keys[k]: values[k]. Keys must be
- * distinct and not "format" or "model"; keys and values valid UTF-8. */
+ * distinct and not "format" or "model"; keys and values valid UTF-8
+ * (rt_utf8_valid). */
 RtStatus rt_save_weights_meta(const RtSession *s, const char *path, int nmeta,
                               const char *const *keys, const char *const *values, RtError *err);
+/* Is s (NUL-terminated) valid UTF-8, as metadata must be? */
+bool rt_utf8_valid(const char *s);
 /* Every parameter must be present with its shape; dtype F32 or F64 converts.
+ * The header must describe a whole file: every tensor's data_offsets fit its
+ * dtype and shape, and the tensors (the model's and any others) tile the
+ * data section from its first byte to the end of the file, as the format
+ * requires; a truncated or lengthened file, overlapping tensors or a gap
+ * fail, naming the tensor.
  * The optimizer states are loaded when the file has any of them, and then
  * every one must be present; a file with none (weights from an older gradc
  * or another tool) leaves them as they are. Tensors the model does not have

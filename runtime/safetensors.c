@@ -11,16 +11,22 @@
  * checkpoint adds "step", "epoch", "epoch_rows" and "rng" to the metadata.
  *
  * Owns writing a session's parameters and optimizer states atomically
- * (temporary file, fsync, rename, fsync of the directory) and reading them
- * back all-or-nothing, the string metadata pairs (a text model's vocabulary
- * and context) beside them, and the session counters a checkpoint restores.
+ * (temporary file "<path>.tmp.<pid>", fsync, rename, fsync of the
+ * directory; a save first removes the temporary files of killed earlier
+ * saves to the same path) and reading them back all-or-nothing, after
+ * checking the whole header (every tensor's offsets fit its dtype and shape,
+ * and the tensors tile the data section exactly), the string metadata pairs
+ * (a text model's vocabulary and context) beside them, and the session
+ * counters a checkpoint restores.
  * Must not leave a half-written file at the target path, and must not touch
  * the arena or the session unless the whole file checked out.
  */
 #include "rt_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -107,9 +113,9 @@ static void text_json_string(Text *t, const char *s) {
     text_put(t, "\"", 1);
 }
 
-/* Is s valid UTF-8 (no overlong forms, surrogates or code points above
- * U+10FFFF)? */
-static bool valid_utf8(const char *s) {
+/* Contract: see rt.h. No overlong forms, surrogates or code points above
+ * U+10FFFF. */
+bool rt_utf8_valid(const char *s) {
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
         unsigned c = *p, n, cp;
@@ -149,9 +155,9 @@ static RtStatus check_meta(int nmeta, const char *const *keys, const char *const
         for (int j = 0; j < k; j++)
             if (!strcmp(keys[j], keys[k]))
                 return rt_fail(err, "%s: metadata key '%s' is given twice", path, keys[k]);
-        if (!valid_utf8(keys[k]) || !valid_utf8(values[k]))
+        if (!rt_utf8_valid(keys[k]) || !rt_utf8_valid(values[k]))
             return rt_fail(err, "%s: metadata '%s' is not valid UTF-8", path,
-                           valid_utf8(keys[k]) ? keys[k] : "(key)");
+                           rt_utf8_valid(keys[k]) ? keys[k] : "(key)");
     }
     return RT_OK;
 }
@@ -242,10 +248,16 @@ static bool write_le(int fd, const void *src, size_t n, size_t size) {
     return true;
 }
 
+/* The directory part of path ("." for a bare name); malloc'd, NULL when
+ * out of memory. */
+static char *dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    return slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+}
+
 /* Best effort: make the rename durable by syncing the directory entry. */
 static void sync_parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    char *dir = dir_of(path);
     if (!dir)
         return;
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
@@ -253,6 +265,43 @@ static void sync_parent_dir(const char *path) {
         fsync(fd);
         close(fd);
     }
+    free(dir);
+}
+
+/* Remove the temporary files "<name>.tmp.<pid>" beside path that earlier
+ * saves to path left when they were killed before their rename: those whose
+ * process no longer exists. A file of a live process (a save in progress)
+ * is left alone, and so is every other name. Best effort: errors are
+ * ignored, since the save itself does not depend on it. */
+static void remove_stale_temps(const char *path) {
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t nbase = strlen(base);
+    char *dir = dir_of(path);
+    DIR *dp = dir ? opendir(dir) : NULL;
+    for (struct dirent *e; dp && (e = readdir(dp));) {
+        const char *name = e->d_name;
+        if (strncmp(name, base, nbase) != 0 || strncmp(name + nbase, ".tmp.", 5) != 0)
+            continue;
+        const char *digits = name + nbase + 5;
+        long pid = 0;
+        size_t k = 0;
+        for (; digits[k] >= '0' && digits[k] <= '9' && pid < 1000000000L; k++)
+            pid = pid * 10 + (digits[k] - '0');
+        if (k == 0 || digits[k] != '\0' || pid <= 0 || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue; /* alive, or someone else's to ask about */
+        size_t n = strlen(dir) + strlen(name) + 2;
+        char *full = malloc(n);
+        if (full) {
+            snprintf(full, n, "%s/%s", dir, name);
+            unlink(full);
+            free(full);
+        }
+    }
+    if (dp)
+        closedir(dp);
     free(dir);
 }
 
@@ -280,6 +329,7 @@ RtStatus rt_save_weights_meta(const RtSession *s, const char *path, int nmeta,
         return rt_fail(err, "%s: out of memory", path);
     }
     snprintf(tmp, tmp_len, "%s.tmp.%ld", path, (long)getpid());
+    remove_stale_temps(path);
 
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0) {
@@ -423,6 +473,111 @@ static RtStatus check_entry(const RtTensor *p, const char *kind, const RtJson *r
                        path, p->name, (unsigned long long)end, (unsigned long long)data_bytes);
     out->begin = begin;
     return RT_OK;
+}
+
+/* Bytes per element of a safetensors dtype; 0 for a name the format does
+ * not define. */
+static size_t dtype_bytes(const char *dtype) {
+    static const struct {
+        const char *name;
+        size_t bytes;
+    } table[] = {{"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1},
+                 {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
+                 {"U32", 4},  {"F32", 4}, {"I64", 8}, {"U64", 8},     {"F64", 8}};
+    for (size_t i = 0; i < sizeof table / sizeof *table; i++)
+        if (strcmp(dtype, table[i].name) == 0)
+            return table[i].bytes;
+    return 0;
+}
+
+/* One tensor's bytes in the data section, for the layout check. */
+typedef struct Span {
+    const char *name;
+    uint64_t begin, end;
+} Span;
+
+static int span_order(const void *x, const void *y) {
+    const Span *a = x, *b = y;
+    if (a->begin != b->begin)
+        return a->begin < b->begin ? -1 : 1;
+    return a->end < b->end ? -1 : a->end > b->end;
+}
+
+/* Every tensor of the header, the model's or not: an object whose
+ * data_offsets are a pair of counts and, for a dtype the format defines,
+ * span its shape's elements; and together the tensors tile the data
+ * section [0, data_bytes) without a gap or an overlap, as the format
+ * requires. A corrupt header or a file cut short or lengthened fails here
+ * even where the model's own tensors look fine. */
+static RtStatus check_layout(const RtJson *root, uint64_t data_bytes, const char *path,
+                             RtError *err) {
+    Span *spans = malloc(sizeof *spans * (size_t)(root->n + 1));
+    if (!spans)
+        return rt_fail(err, "%s: out of memory", path);
+    int n = 0;
+    RtStatus st = RT_OK;
+    for (int i = 0; i < root->n && st == RT_OK; i++) {
+        const char *name = root->keys[i];
+        const RtJson *e = &root->items[i];
+        if (strcmp(name, "__metadata__") == 0)
+            continue;
+        const RtJson *dtype = e->kind == RT_JSON_OBJECT ? rt_json_get(e, "dtype") : NULL;
+        const RtJson *shape = e->kind == RT_JSON_OBJECT ? rt_json_get(e, "shape") : NULL;
+        const RtJson *offs = e->kind == RT_JSON_OBJECT ? rt_json_get(e, "data_offsets") : NULL;
+        uint64_t begin, end;
+        if (!offs || offs->kind != RT_JSON_ARRAY || offs->n != 2 ||
+            !json_count(&offs->items[0], &begin) || !json_count(&offs->items[1], &end) ||
+            end < begin) {
+            st = rt_fail(err, "%s: corrupt header: tensor '%s' has no valid \"data_offsets\" "
+                              "pair",
+                         path, name);
+            break;
+        }
+        size_t elem = dtype && dtype->kind == RT_JSON_STRING ? dtype_bytes(dtype->string) : 0;
+        uint64_t numel = 1;
+        bool counts = elem > 0 && shape && shape->kind == RT_JSON_ARRAY;
+        for (int k = 0; counts && k < shape->n; k++) {
+            uint64_t dim;
+            counts = json_count(&shape->items[k], &dim);
+            numel = dim == 0 || numel <= UINT64_MAX / dim ? numel * dim : UINT64_MAX;
+        }
+        if (counts && (numel > UINT64_MAX / elem || end - begin != numel * elem))
+            st = rt_fail(err, "%s: corrupt header: tensor '%s' spans %llu bytes, but %llu %s "
+                              "elements need %llu",
+                         path, name, (unsigned long long)(end - begin),
+                         (unsigned long long)numel, dtype->string,
+                         (unsigned long long)(numel * elem));
+        spans[n++] = (Span){name, begin, end};
+    }
+    if (st == RT_OK)
+        qsort(spans, (size_t)n, sizeof *spans, span_order);
+    uint64_t at = 0;
+    for (int i = 0; i < n && st == RT_OK; i++) {
+        if (spans[i].begin < at)
+            st = rt_fail(err, "%s: corrupt header: tensors '%s' [%llu, %llu) and '%s' [%llu, "
+                              "%llu) overlap in the data section",
+                         path, spans[i - 1].name, (unsigned long long)spans[i - 1].begin,
+                         (unsigned long long)spans[i - 1].end, spans[i].name,
+                         (unsigned long long)spans[i].begin, (unsigned long long)spans[i].end);
+        else if (spans[i].begin > at)
+            st = rt_fail(err, "%s: corrupt header: bytes %llu to %llu of the data section "
+                              "belong to no tensor (before '%s')",
+                         path, (unsigned long long)at, (unsigned long long)spans[i].begin,
+                         spans[i].name);
+        else if (spans[i].end > data_bytes)
+            st = rt_fail(err, "%s: tensor '%s' ends at byte %llu of a %llu-byte data section; "
+                              "the file is truncated",
+                         path, spans[i].name, (unsigned long long)spans[i].end,
+                         (unsigned long long)data_bytes);
+        at = spans[i].end;
+    }
+    if (st == RT_OK && at != data_bytes)
+        st = rt_fail(err, "%s: the data section has %llu bytes, but its tensors end at byte "
+                          "%llu; the file has %llu bytes too many",
+                     path, (unsigned long long)data_bytes, (unsigned long long)at,
+                     (unsigned long long)(data_bytes - at));
+    free(spans);
+    return st;
 }
 
 /* Read the header at the start of fd: length, bounds, JSON. */
@@ -660,6 +815,8 @@ static RtStatus load_file(RtSession *s, const char *path, bool checkpoint, RtErr
                                file_size, path, stage + param_bytes, err);
     if (st_read == RT_OK && checkpoint)
         st_read = read_counters(root, path, &c, err);
+    if (st_read == RT_OK)
+        st_read = check_layout(root, file_size - data_start, path, err);
     int ntensors = m->nparams + nstates;
     rt_json_free(root);
     close(fd);

@@ -19,6 +19,11 @@
  * from a checkpoint) replays the k reshuffles before it, and sees the rows
  * in the order an uninterrupted run would.
  *
+ * Stopping: the caller's flag (RtTrainConfig.stop, set by a signal handler)
+ * is read after every step; training ends there with the session counters
+ * where a checkpoint resumes exactly. Saving is the caller's, in its
+ * on_epoch callback and after rt_train returns: nothing here writes weights.
+ *
  * Timing: seconds is the epoch's wall time including the evaluation;
  * samples_per_s counts training samples over the time spent in training
  * batches only.
@@ -245,13 +250,22 @@ static void order_epoch(Run *run, int64_t k) {
     }
 }
 
+/* Has the caller asked rt_train to stop (RtTrainConfig.stop)? */
+static bool stop_requested(const RtTrainConfig *cfg) {
+    return cfg->stop && *cfg->stop != 0;
+}
+
 /* One epoch (number s->epoch + 1) over the training rows in its order,
- * from row s->epoch_rows on (a step limit stopped an earlier call there):
- * batches, loss, learning rate. Stops at the step limit (*stop set). When
- * the last batch ran, the epoch is finished: s->epoch advances and
- * s->epoch_rows returns to 0. */
+ * from row s->epoch_rows on (a step limit or a stop ended an earlier call
+ * there): batches, loss, learning rate. Stops at the step limit (*at_limit
+ * set), or when a stop is requested after a step that leaves rows of the
+ * epoch to do (*stopped set; a stop after the epoch's last step lets the
+ * epoch finish, and rt_train stops before the next). When the last batch
+ * ran, the epoch is finished: s->epoch advances and s->epoch_rows returns
+ * to 0. */
 static RtStatus run_epoch(RtSession *s, const RtDataset *d, const RtTrainConfig *cfg, Run *run,
-                          int64_t step_limit, RtEpochStats *e, bool *stop, RtError *err) {
+                          int64_t step_limit, RtEpochStats *e, bool *at_limit, bool *stopped,
+                          RtError *err) {
     const RtModel *m = s->m;
     order_epoch(run, s->epoch);
     double sum = 0, train_time = 0;
@@ -276,7 +290,11 @@ static RtStatus run_epoch(RtSession *s, const RtDataset *d, const RtTrainConfig 
         sum += loss * (double)nb;
         seen += nb;
         if (step_limit > 0 && s->step >= step_limit) {
-            *stop = true;
+            *at_limit = true;
+            break;
+        }
+        if (at < run->ntrain && stop_requested(cfg)) {
+            *stopped = true;
             break;
         }
     }
@@ -354,15 +372,21 @@ RtStatus rt_train(RtSession *s, const RtDataset *d, const RtTrainConfig *cfg, Rt
     Run run = {0};
     RtStatus st = start_run(s, d, cfg, &run, err);
     int64_t step_limit = cfg->steps ? s->step + cfg->steps : 0;
-    bool stop = false;
-    while (st == RT_OK && s->epoch < run.last_epoch && !stop) {
+    bool at_limit = false, stopped = false;
+    while (st == RT_OK && s->epoch < run.last_epoch && !at_limit) {
+        if (stop_requested(cfg)) {
+            stopped = true;
+            break;
+        }
         double t0 = now_seconds();
         RtEpochStats es = {.epoch = s->epoch + 1, .lr = NAN, .val_loss = NAN, .accuracy = NAN};
-        st = run_epoch(s, d, cfg, &run, step_limit, &es, &stop, err);
-        if (st == RT_OK && run.nval > 0)
+        st = run_epoch(s, d, cfg, &run, step_limit, &es, &at_limit, &stopped, err);
+        if (st != RT_OK || stopped)
+            break;
+        if (run.nval > 0)
             st = rt_evaluate(s, d, run.perm + run.ntrain, run.nval, &es.val_loss, &es.accuracy,
                              err);
-        else if (st == RT_OK && m->metric != RT_METRIC_NONE)
+        else if (m->metric != RT_METRIC_NONE)
             st = rt_evaluate(s, d, run.perm, run.ntrain, NULL, &es.accuracy, err);
         if (st != RT_OK)
             break;
@@ -373,7 +397,14 @@ RtStatus rt_train(RtSession *s, const RtDataset *d, const RtTrainConfig *cfg, Rt
             st = rt_fail(err, "cannot write log '%s': %s", cfg->log_path, strerror(errno));
         if (last)
             *last = es;
+        /* A finished epoch: s->epoch_rows is 0 exactly then. */
+        if (st == RT_OK && cfg->on_epoch && s->epoch_rows == 0)
+            st = cfg->on_epoch(s, &es, cfg->on_epoch_user, err);
     }
+    if (st == RT_OK && stopped && last)
+        *last = (RtEpochStats){.epoch = s->epoch, .step = s->step, .lr = NAN, .loss = NAN,
+                               .val_loss = NAN, .accuracy = NAN, .samples_per_s = NAN,
+                               .seconds = NAN, .stopped = true};
     if (run.log && fclose(run.log) != 0 && st == RT_OK)
         st = rt_fail(err, "cannot write log '%s': %s", cfg->log_path, strerror(errno));
     free(run.perm);

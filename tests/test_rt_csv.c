@@ -194,7 +194,7 @@ static void test_csv_rejects_a_second_string_label_column(void **state) {
     RtModel m = {.name = "t", .elem_size = 4, .max_batch = 4, .arena_bytes = 64,
                  .ninputs = 1, .inputs = in};
     RtCsvInput feed[] = {{"a", 2, cols_01}};
-    RtCsvSpec spec = {write_tmp("two.csv", "x,1\ny,z\n"), false, 1, feed, NULL};
+    RtCsvSpec spec = {write_tmp("two.csv", "x,1\ny,z\n"), false, 1, feed, NULL, 0, NULL};
     expect_error(&m, &spec, "two.csv:2:2: a second column of string labels");
 }
 
@@ -204,7 +204,7 @@ static void test_csv_unknown_header_name_suggests_closest(void **state) {
     static const RtColumnSel xcols[] = {{"x1", 0}, {"x3", 0}};
     static const RtColumnSel ycols[] = {{"lable", 0}};
     RtCsvInput feeds[] = {{"x", 2, xcols}, {"y", 1, cols_2}};
-    RtCsvSpec spec = {"data/tiny.csv", true, 2, feeds, NULL};
+    RtCsvSpec spec = {"data/tiny.csv", true, 2, feeds, NULL, 0, NULL};
     expect_error(&m, &spec, "data/tiny.csv:1: no column named 'x3' in the header; did you mean "
                             "'x1'?");
     RtCsvInput feeds2[] = {{"x", 2, cols_01}, {"y", 1, ycols}};
@@ -225,7 +225,7 @@ static void test_csv_name_without_header_and_index_out_of_range(void **state) {
     RtModel m = xy_model(4);
     static const RtColumnSel ycols[] = {{"label", 0}};
     RtCsvInput feeds[] = {{"x", 2, cols_01}, {"y", 1, ycols}};
-    RtCsvSpec spec = {"data/tiny.csv", false, 2, feeds, NULL};
+    RtCsvSpec spec = {"data/tiny.csv", false, 2, feeds, NULL, 0, NULL};
     expect_error(&m, &spec, "column 'label' (for input 'y') is selected by name, but the file "
                             "has no header");
     static const RtColumnSel col5[] = {{NULL, 5}};
@@ -240,7 +240,7 @@ static void test_csv_column_count_must_match_row_elements(void **state) {
     (void)state;
     RtModel m = xy_model(4);
     RtCsvInput feeds[] = {{"x", 1, cols_2}, {"y", 1, cols_2}};
-    RtCsvSpec spec = {"data/tiny.csv", true, 2, feeds, NULL};
+    RtCsvSpec spec = {"data/tiny.csv", true, 2, feeds, NULL, 0, NULL};
     expect_error(&m, &spec, "input 'x' [B, 2] takes 2 values per row, but 1 columns are selected");
 }
 
@@ -276,7 +276,7 @@ static void test_csv_every_input_fed_exactly_once(void **state) {
     (void)state;
     RtModel m = xy_model(4);
     RtCsvInput only_x[] = {{"x", 2, cols_01}};
-    RtCsvSpec spec = {"data/tiny.csv", true, 1, only_x, NULL};
+    RtCsvSpec spec = {"data/tiny.csv", true, 1, only_x, NULL, 0, NULL};
     expect_error(&m, &spec, "data for input 'y' is missing");
     RtCsvInput extra[] = {{"x", 2, cols_01}, {"y", 1, cols_2}, {"z", 1, cols_2}};
     spec.inputs = extra;
@@ -324,7 +324,7 @@ static void test_csv_loads_iris_with_class_ids_in_sorted_order(void **state) {
         {"sepal_length", 0}, {"sepal_width", 0}, {"petal_length", 0}, {"petal_width", 0}};
     static const RtColumnSel ycols[] = {{"species", 0}};
     RtCsvInput feeds[] = {{"x", 4, xcols}, {"species", 1, ycols}};
-    RtCsvSpec spec = {GRADC_SOURCE_DIR "/examples/data/iris.csv", true, 2, feeds, NULL};
+    RtCsvSpec spec = {GRADC_SOURCE_DIR "/examples/data/iris.csv", true, 2, feeds, NULL, 0, NULL};
     RtDataset d;
     RtError err = {""};
     assert_int_equal(rt_load_csv(&d, &m, &spec, &err), RT_OK);
@@ -338,6 +338,44 @@ static void test_csv_loads_iris_with_class_ids_in_sorted_order(void **state) {
     for (int i = 0; i < 150; i++)
         assert_int_equal(yi(&d, i), i / 50);
     rt_dataset_free(&d);
+}
+
+/* Class names given in id order (the weights' for a file with other
+ * rows): a label gets the id of its name, whichever labels the file holds
+ * and in whatever order; a label not among them, or a name given twice, is
+ * an error. */
+static void test_csv_given_class_names_fix_the_ids(void **state) {
+    (void)state;
+    static const RtTensor in[] = {
+        {.name = "x", .dtype = RT_FLOAT, .rank = 2, .dims = {RT_DIM_BATCH, 1}, .offset = 0},
+        {.name = "y", .dtype = RT_INT, .rank = 1, .dims = {RT_DIM_BATCH}, .offset = 512,
+         .limit = 3},
+    };
+    RtModel m = {.name = "c", .elem_size = 4, .max_batch = 8, .arena_bytes = 1024,
+                 .ninputs = 2, .inputs = in};
+    static const RtColumnSel xcols[] = {{"x", 0}}, ycols[] = {{"y", 0}};
+    RtCsvInput feeds[] = {{"x", 1, xcols}, {"y", 1, ycols}};
+    static const char *const names[] = {"zebra", "ant", "moth"}; /* not sorted */
+    RtCsvSpec spec = {.path = write_tmp("cls.csv", "x,y\n1,moth\n2,zebra\n3,moth\n"),
+                      .header = true, .ninputs = 2, .inputs = feeds, .nclasses = 3,
+                      .classes = names};
+    RtDataset d;
+    RtError err = {""};
+    if (rt_load_csv(&d, &m, &spec, &err) != RT_OK)
+        fail_msg("%s", err.msg);
+    assert_int_equal(yi(&d, 0), 2);
+    assert_int_equal(yi(&d, 1), 0);
+    assert_int_equal(yi(&d, 2), 2);
+    assert_int_equal(d.nclasses, 3);
+    assert_string_equal(d.class_names[0], "zebra");
+    assert_string_equal(d.class_names[2], "moth");
+    rt_dataset_free(&d);
+    spec.path = write_tmp("cls2.csv", "x,y\n1,moth\n2,bee\n");
+    expect_error(&m, &spec, "cls2.csv:3:2: label 'bee' is not one of the 3 classes the model "
+                            "was trained on: 'zebra', 'ant', 'moth'");
+    static const char *const twice[] = {"ant", "moth", "ant"};
+    spec.classes = twice;
+    expect_error(&m, &spec, "the class name 'ant' is given twice");
 }
 
 static int setup(void **state) {
@@ -377,6 +415,7 @@ int main(void) {
         cmocka_unit_test(test_csv_missing_empty_and_header_only_files),
         cmocka_unit_test(test_csv_unterminated_quote_and_junk_after_quote),
         cmocka_unit_test(test_csv_loads_iris_with_class_ids_in_sorted_order),
+        cmocka_unit_test(test_csv_given_class_names_fix_the_ids),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,5 +1,6 @@
-/* test_rt_predict.c: the predict program over a dataset as CSV, sampling
- * with a temperature, and text generation, driven by hand-written
+/* test_rt_predict.c: the predict program over a dataset as CSV (the outputs,
+ * or each row's most likely classes), sampling with a temperature, and text
+ * generation, driven by hand-written
  * "compiled" programs over a hand-laid-out arena. */
 #include <math.h>
 #include <setjmp.h>
@@ -144,6 +145,91 @@ static void test_predict_names_multi_axis_columns_and_needs_outputs(void **state
 }
 
 /* ---- sampling -------------------------------------------------------------- */
+
+/* ---- the top classes ----------------------------------------------------------
+ * A "classifier" whose output is its input: probs [B, 3] @128 = x [B, 3] @0. */
+static void copy_predict(void *arena, int64_t B) {
+    memcpy(F(arena, 128), F(arena, 0), sizeof(float) * 3 * (size_t)B);
+}
+
+static const RtTensor copy_inputs[] = {
+    {.name = "x", .dtype = RT_FLOAT, .rank = 2, .dims = {RT_DIM_BATCH, 3}, .offset = 0}};
+static const RtTensor copy_outputs[] = {
+    {.name = "probs", .rank = 2, .dims = {RT_DIM_BATCH, 3}, .offset = 128}};
+static const RtModel copy_model = {.name = "copy", .elem_size = 4, .max_batch = 4,
+                                   .arena_bytes = 256, .ninputs = 1, .inputs = copy_inputs,
+                                   .predict = {copy_predict, 1, copy_outputs}};
+
+/* Most likely first, the smaller id first among equal probabilities;
+ * names quoted as CSV needs; ids past the names as numbers. */
+static void test_predict_top_orders_classes_and_quotes_names(void **state) {
+    (void)state;
+    float xs[] = {0.2f, 0.5f, 0.3f, 0.25f, 0.5f, 0.25f, 0, 0, 1, 1, 0, 0, 0.5f, 0, 0.5f};
+    void *data[1] = {xs};
+    int64_t row_elems[1] = {3};
+    RtDataset d = {.n = 5, .ninputs = 1, .data = data, .row_elems = row_elems};
+    RtSession s = session_of(&copy_model, 0);
+    static const char *const names[] = {"a,b", "say \"hi\"", " pad"};
+    Capture c;
+    capture_open(&c);
+    RtError err = {""};
+    if (rt_predict_top(&s, &d, 2, 3, names, c.f, &err) != RT_OK)
+        fail_msg("%s", err.msg);
+    capture_close(&c);
+    assert_string_equal(c.text, "top1,p1,top2,p2\n"
+                                "\"say \"\"hi\"\"\",0.5,\" pad\",0.300000012\n"
+                                "\"say \"\"hi\"\"\",0.5,\"a,b\",0.25\n"
+                                "\" pad\",1,\"a,b\",0\n"
+                                "\"a,b\",1,\"say \"\"hi\"\"\",0\n"
+                                "\"a,b\",0.5,\" pad\",0.5\n");
+    free(c.text);
+    capture_open(&c);
+    if (rt_predict_top(&s, &d, 3, 2, names, c.f, &err) != RT_OK) /* no name for id 2 */
+        fail_msg("%s", err.msg);
+    capture_close(&c);
+    assert_contains(c.text, "top1,p1,top2,p2,top3,p3\n\"say \"\"hi\"\"\",0.5,2,0.300000012,"
+                            "\"a,b\",0.200000003\n");
+    free(c.text);
+    rt_session_free(&s);
+}
+
+/* A row that is not a distribution fails naming it, and its batch is not
+ * written (the batches before it are); K above the classes, or an output
+ * that is not [B, classes], fails before anything is written. */
+static void test_predict_top_needs_probability_rows(void **state) {
+    (void)state;
+    float xs[18] = {1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0.5f, 0.6f, 0};
+    void *data[1] = {xs};
+    int64_t row_elems[1] = {3};
+    RtDataset d = {.n = 6, .ninputs = 1, .data = data, .row_elems = row_elems};
+    RtSession s = session_of(&copy_model, 0);
+    Capture c;
+    capture_open(&c);
+    RtError err = {""};
+    assert_int_equal(rt_predict_top(&s, &d, 1, 0, NULL, c.f, &err), RT_FAIL);
+    capture_close(&c);
+    assert_string_equal(err.msg, "row 6: the first output 'probs' is not a probability row (its "
+                                 "3 entries sum to 1.1); the top classes need softmax "
+                                 "probabilities");
+    assert_string_equal(c.text, "top1,p1\n0,1\n0,1\n0,1\n0,1\n");
+    free(c.text);
+    capture_open(&c);
+    assert_int_equal(rt_predict_top(&s, &d, 4, 0, NULL, c.f, &err), RT_FAIL);
+    assert_string_equal(err.msg, "asked for the top 4 classes, but the first output 'probs' "
+                                 "[B, 3] has 3");
+    RtTensor flat[] = {{.name = "p", .rank = 1, .dims = {RT_DIM_BATCH}, .offset = 128}};
+    RtModel m = copy_model;
+    m.predict.roots = flat;
+    RtSession t = session_of(&m, 0);
+    assert_int_equal(rt_predict_top(&t, &d, 1, 0, NULL, c.f, &err), RT_FAIL);
+    assert_contains(err.msg, "the model's first output 'p' [B] is not a row of class "
+                             "probabilities per example");
+    capture_close(&c);
+    assert_int_equal(c.len, 0);
+    free(c.text);
+    rt_session_free(&s);
+    rt_session_free(&t);
+}
 
 static void test_sample_temperature_zero_is_argmax(void **state) {
     (void)state;
@@ -291,6 +377,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_predict_writes_a_header_and_one_line_per_row_in_batches),
         cmocka_unit_test(test_predict_names_multi_axis_columns_and_needs_outputs),
+        cmocka_unit_test(test_predict_top_orders_classes_and_quotes_names),
+        cmocka_unit_test(test_predict_top_needs_probability_rows),
         cmocka_unit_test(test_sample_temperature_zero_is_argmax),
         cmocka_unit_test(test_sample_follows_p_to_the_power_one_over_t),
         cmocka_unit_test(test_sample_same_seed_same_choices),

@@ -2,7 +2,9 @@
  * format prescribes, round trips and dtype conversion, all-or-nothing
  * loading of damaged files, atomic saving, string metadata (a text model's
  * vocabulary) written beside the weights and read back, optimizer states
- * after the parameters, and checkpoints (states plus step, epoch and RNG). */
+ * after the parameters, and checkpoints (states plus step, epoch and RNG);
+ * the whole header checked (tensors tile the data section; any byte
+ * flipped fails cleanly), and the temporary files of killed saves cleared. */
 #include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -729,6 +732,188 @@ static void test_checkpoint_refuses_plain_weights_and_bad_counters(void **state)
     rt_session_free(&p);
 }
 
+/* ---- the whole header ---------------------------------------------------------
+ * The safetensors rule that the tensors tile the data section, checked over
+ * every tensor of the header, the model's or not. The st model's tensors
+ * take 24 + 8 + 4 + 4 = 40 bytes. */
+
+/* The st header with the four tensors at these offsets, then `more`. */
+static void st_header(char *buf, size_t n, const uint64_t off[8], const char *more) {
+    snprintf(buf, n,
+             "{\"h.W\":{\"dtype\":\"F32\",\"shape\":[3,2],\"data_offsets\":[%llu,%llu]},"
+             "\"h.b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[%llu,%llu]},"
+             "\"odd \\\"name\\\"\\\\\":{\"dtype\":\"F32\",\"shape\":[1],"
+             "\"data_offsets\":[%llu,%llu]},"
+             "\"s\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[%llu,%llu]}%s}",
+             (unsigned long long)off[0], (unsigned long long)off[1], (unsigned long long)off[2],
+             (unsigned long long)off[3], (unsigned long long)off[4], (unsigned long long)off[5],
+             (unsigned long long)off[6], (unsigned long long)off[7], more);
+}
+
+/* Overlapping tensors, a gap, bytes after the last tensor, a tensor the
+ * model does not have that runs past the end or whose offsets do not fit
+ * its dtype: each a clear error; the exact tiling loads, other tensors and
+ * all. */
+static void test_weights_tensors_must_tile_the_data_section(void **state) {
+    (void)state;
+    RtModel m = st_model(4);
+    const char *path = tmp_path("tile.safetensors");
+    static const unsigned char data[64];
+    char header[1024];
+    static const uint64_t exact[8] = {0, 24, 24, 32, 32, 36, 36, 40};
+    static const uint64_t overlap[8] = {0, 24, 16, 24, 24, 28, 28, 32};
+    static const uint64_t gap[8] = {0, 24, 28, 36, 36, 40, 40, 44};
+    static const struct {
+        const uint64_t *off;
+        const char *more;
+        size_t ndata;
+        const char *want; /* NULL: loads */
+    } cases[] = {
+        {exact, "", 40, NULL},
+        {exact, ",\"extra\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[40,56]}", 56,
+         NULL},
+        {exact, ",\"e\":{\"dtype\":\"BF16\",\"shape\":[0],\"data_offsets\":[40,40]}", 40,
+         NULL},
+        {overlap, "", 32,
+         "corrupt header: tensors 'h.W' [0, 24) and 'h.b' [16, 24) overlap in the data section"},
+        {gap, "", 44,
+         "corrupt header: bytes 24 to 28 of the data section belong to no tensor (before 'h.b')"},
+        {exact, "", 48,
+         "the data section has 48 bytes, but its tensors end at byte 40; the file has 8 bytes "
+         "too many"},
+        {exact, ",\"extra\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[40,56]}", 48,
+         "tensor 'extra' ends at byte 56 of a 48-byte data section; the file is truncated"},
+        {exact, ",\"extra\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[40,50]}", 50,
+         "corrupt header: tensor 'extra' spans 10 bytes, but 2 I64 elements need 16"},
+        {exact, ",\"extra\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[50,40]}", 50,
+         "corrupt header: tensor 'extra' has no valid \"data_offsets\" pair"},
+        {exact, ",\"extra\":[1,2]", 40,
+         "corrupt header: tensor 'extra' has no valid \"data_offsets\" pair"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        st_header(header, sizeof header, cases[i].off, cases[i].more);
+        write_raw(path, header, data, cases[i].ndata);
+        if (cases[i].want) {
+            expect_load_error(&m, path, cases[i].want);
+            continue;
+        }
+        RtSession s = session_for(&m, 1, true);
+        RtError err = {""};
+        if (rt_load_weights(&s, path, &err) != RT_OK)
+            fail_msg("case %zu: %s", i, err.msg);
+        rt_session_free(&s);
+    }
+}
+
+/* Every byte of a checkpoint's header flipped in turn (and the length's 8
+ * bytes): the load fails with a message naming the file, leaving the
+ * session as it was, or succeeds (a flipped letter of a string that
+ * nothing checks); it never crashes or reads out of bounds (run it under
+ * GRADC_SANITIZE). A few flips with known outcomes name the tensor. */
+static void test_checkpoint_with_any_header_byte_flipped_fails_cleanly(void **state) {
+    (void)state;
+    RtModel m = opt_model(4);
+    RtSession a = session_for(&m, 1, true);
+    a.step = 42;
+    RtError err = {""};
+    const char *path = tmp_path("flip.safetensors");
+    if (rt_save_checkpoint(&a, path, 0, NULL, NULL, &err) != RT_OK)
+        fail_msg("%s", err.msg);
+    size_t len;
+    unsigned char *good = slurp(path, &len);
+    uint64_t n = 0;
+    for (int i = 0; i < 8; i++)
+        n |= (uint64_t)good[i] << (8 * i);
+    int failed = 0, loaded = 0;
+    for (size_t at = 0; at < 8 + n; at++) {
+        good[at] ^= 0x01;
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(good, 1, len, f), len);
+        fclose(f);
+        good[at] ^= 0x01;
+        RtSession s = session_for(&m, 7, true);
+        RtSession before = s;
+        unsigned char bytes[ALL_BYTES];
+        memcpy(bytes, s.arena, ALL_BYTES);
+        RtError e = {""};
+        if (rt_load_checkpoint(&s, path, &e) == RT_OK) {
+            loaded++;
+        } else {
+            failed++;
+            if (!strstr(e.msg, "flip.safetensors"))
+                fail_msg("byte %zu: the message does not name the file: %s", at, e.msg);
+            assert_memory_equal(s.arena, bytes, ALL_BYTES);
+            assert_memory_equal(&s, &before, sizeof s);
+        }
+        rt_session_free(&s);
+    }
+    assert_true(failed > (int)n / 2);
+    assert_true(loaded > 0);
+    /* Flips with known outcomes: F32 -> F33, a shape, an offset. */
+    static const struct {
+        const char *find, *to, *want;
+    } named[] = {
+        {"\"F32\",\"shape\":[3,2]", "\"F33\",\"shape\":[3,2]",
+         "parameter 'h.W' has dtype F33; gradc reads F32 and F64"},
+        {"\"shape\":[3,2]", "\"shape\":[3,3]",
+         "parameter 'h.W' has shape [3, 3] in the file, but the model expects [3, 2]"},
+        {"[24,32]", "[24,33]", "corrupt header: tensor 'h.b' spans 9 bytes, but 2 F32 "
+                                "elements need 8"},
+        {"\"opt.m.s\"", "\"opt.m.t\"", "optimizer state 'opt.m.s' [] is missing"},
+    };
+    for (size_t i = 0; i < sizeof named / sizeof *named; i++) {
+        unsigned char *copy = malloc(len);
+        memcpy(copy, good, len);
+        char *hit = memmem(copy + 8, n, named[i].find, strlen(named[i].find));
+        assert_non_null(hit);
+        memcpy(hit, named[i].to, strlen(named[i].to));
+        FILE *f = fopen(path, "wb");
+        fwrite(copy, 1, len, f);
+        fclose(f);
+        free(copy);
+        RtSession s = session_for(&m, 7, true);
+        RtError e = {""};
+        assert_int_equal(rt_load_checkpoint(&s, path, &e), RT_FAIL);
+        assert_contains(e.msg, named[i].want);
+        rt_session_free(&s);
+    }
+    free(good);
+    rt_session_free(&a);
+}
+
+/* A save removes the temporary files that killed saves to the same path
+ * left ("<path>.tmp.<pid>" of a process that is gone), and nothing else:
+ * not a live process's, not another path's. */
+static void test_save_removes_temporary_files_of_killed_saves(void **state) {
+    (void)state;
+    RtModel m = st_model(4);
+    RtSession s = session_for(&m, 1, true);
+    RtError err = {""};
+    const char *path = tmp_path("kept.safetensors");
+    pid_t dead = fork();
+    assert_true(dead >= 0);
+    if (dead == 0)
+        _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    char stale[300], live[300], other[300], odd[300];
+    snprintf(stale, sizeof stale, "%s.tmp.%ld", path, (long)dead);
+    snprintf(live, sizeof live, "%s.tmp.%ld", path, (long)getppid());
+    snprintf(other, sizeof other, "%s/other.safetensors.tmp.%ld", tmpdir, (long)dead);
+    snprintf(odd, sizeof odd, "%s.tmp.%ldx", path, (long)dead);
+    const char *files[] = {stale, live, other, odd};
+    for (int i = 0; i < 4; i++)
+        write_raw(files[i], "{}", "", 0);
+    assert_int_equal(rt_save_weights(&s, path, &err), RT_OK);
+    assert_int_not_equal(access(stale, F_OK), 0);
+    for (int i = 1; i < 4; i++) {
+        assert_int_equal(access(files[i], F_OK), 0);
+        unlink(files[i]);
+    }
+    assert_int_equal(count_temp_files(), 0);
+    rt_session_free(&s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_weights_file_has_safetensors_layout),
@@ -749,6 +934,9 @@ int main(void) {
         cmocka_unit_test(test_weights_reject_a_state_named_like_a_parameter),
         cmocka_unit_test(test_checkpoint_restores_states_counters_and_rng),
         cmocka_unit_test(test_checkpoint_refuses_plain_weights_and_bad_counters),
+        cmocka_unit_test(test_weights_tensors_must_tile_the_data_section),
+        cmocka_unit_test(test_checkpoint_with_any_header_byte_flipped_fails_cleanly),
+        cmocka_unit_test(test_save_removes_temporary_files_of_killed_saves),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

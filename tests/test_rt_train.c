@@ -7,7 +7,8 @@
  * programs record what they see, so the tests can check batching, the split
  * and shuffling from the outside. A second model, an "optimizer" with a
  * state and a step-dependent update, checks that a run resumed from a
- * checkpoint continues bit for bit. */
+ * checkpoint continues bit for bit, also after a stop requested through
+ * RtTrainConfig.stop (as a signal handler does) inside an epoch. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -44,7 +45,11 @@ static struct {
     int order[4096], norder;  /* rows in the order train saw them */
     int nan_at;               /* train call (1-based) that reports NaN; 0: never */
     double nan_value;
+    int stop_at;              /* train call (1-based) after which stop_flag is set */
 } rec;
+
+/* RtTrainConfig.stop of the tests, set as a signal handler would. */
+static volatile sig_atomic_t stop_flag;
 
 static int row_of(float x) {
     return (int)lrintf(x * 8) + 32;
@@ -70,6 +75,8 @@ static void lin_train(void *arena, int64_t B) {
     *b -= (float)(lr * db / (double)B);
     *F(arena, 192) = (float)(loss / (double)B);
     rec.train_batch[rec.train_calls++ % 1024] = B;
+    if (rec.stop_at && rec.train_calls == rec.stop_at)
+        stop_flag = 1;
     if (rec.nan_at && rec.train_calls == rec.nan_at)
         *F(arena, 192) = (float)rec.nan_value;
 }
@@ -156,6 +163,7 @@ static char tmpdir[] = "/tmp/gradc_test_train_XXXXXX";
 static int setup_each(void **state) {
     (void)state;
     memset(&rec, 0, sizeof rec);
+    stop_flag = 0;
     return 0;
 }
 
@@ -790,6 +798,7 @@ enum { OPT_MAXB = 4, OPT_ROWS = 23 };
 #define D(arena, off) ((double *)((char *)(arena) + (off)))
 
 static int opt_train_calls;
+static int opt_stop_at; /* train call after which stop_flag is set; 0: never */
 
 static void opt_train(void *arena, int64_t B) {
     double *w = D(arena, 0), *mo = D(arena, 16);
@@ -811,6 +820,8 @@ static void opt_train(void *arena, int64_t B) {
     *D(arena, 256) = loss / (double)B;
     *D(arena, 264) = step;
     opt_train_calls++;
+    if (opt_stop_at && opt_train_calls == opt_stop_at)
+        stop_flag = 1;
 }
 
 static void opt_eval(void *arena, int64_t B) {
@@ -1081,6 +1092,136 @@ static void test_train_with_every_epoch_done_trains_nothing(void **state) {
     rt_session_free(&s);
 }
 
+/* A stop requested inside an epoch (after the 7th step: 2 of epoch 2's 5
+ * batches) ends the call right after that step, with the partial epoch
+ * neither printed nor logged; a checkpoint saved then resumes into the
+ * straight run, bit for bit. */
+static void test_train_stop_flag_ends_after_that_step_and_resumes_exactly(void **state) {
+    (void)state;
+    OptResult straight = opt_straight();
+    char path[300], log_path[300];
+    snprintf(path, sizeof path, "%s/stop.safetensors", tmpdir);
+    snprintf(log_path, sizeof log_path, "%s/stop.jsonl", tmpdir);
+    RtDataset d = opt_data();
+    RtSession s;
+    RtError err = {""};
+    assert_int_equal(rt_session_init(&s, &opt_model, 11, &err), RT_OK);
+    rt_init_params(&s);
+    RtTrainConfig cfg = opt_cfg(4);
+    cfg.stop = &stop_flag;
+    cfg.log_path = log_path;
+    cfg.quiet = false;
+    char *out = NULL;
+    size_t len = 0;
+    cfg.out = open_memstream(&out, &len);
+    opt_train_calls = 0;
+    opt_stop_at = 7;
+    RtEpochStats last;
+    assert_int_equal(rt_train(&s, &d, &cfg, &last, &err), RT_OK);
+    fclose(cfg.out);
+    opt_stop_at = 0;
+    assert_int_equal(opt_train_calls, 7);
+    assert_true(last.stopped);
+    assert_true(s.step == 7 && s.epoch == 1 && s.epoch_rows == 8);
+    assert_true(last.step == 7 && last.epoch == 1 && isnan(last.loss));
+    assert_contains(out, "epoch 1/4  loss ");
+    assert_null(strstr(out, "epoch 2/4"));
+    free(out);
+    char *log = slurp(log_path);
+    assert_non_null(strstr(log, "{\"epoch\":1,"));
+    assert_null(strstr(log, "{\"epoch\":2,"));
+    if (rt_save_checkpoint(&s, path, 0, NULL, NULL, &err) != RT_OK)
+        fail_msg("%s", err.msg);
+    rt_session_free(&s);
+    stop_flag = 0;
+    OptResult resumed = opt_resume(path, SPOIL_NONE, NULL, NULL);
+    assert_same_result(&resumed, &straight);
+    unlink(path);
+    unlink(log_path);
+}
+
+/* on_epoch calls of the tests: the figures it was given and the session's
+ * counters then. */
+static struct {
+    int calls, fail_at;
+    int64_t epoch[16], step[16], s_epoch[16], s_rows[16];
+} cb;
+
+static RtStatus record_epoch(const RtSession *s, const RtEpochStats *e, void *user,
+                             RtError *err) {
+    assert_ptr_equal(user, &cb);
+    int k = cb.calls++ % 16;
+    cb.epoch[k] = e->epoch;
+    cb.step[k] = e->step;
+    cb.s_epoch[k] = s->epoch;
+    cb.s_rows[k] = s->epoch_rows;
+    if (cb.calls == cb.fail_at)
+        return rt_fail(err, "cannot write 'ckpt': No space left on device");
+    return RT_OK;
+}
+
+/* A stop after an epoch's last step lets that epoch finish (printed,
+ * logged, on_epoch) and stops before the next; a stop already requested
+ * trains nothing. */
+static void test_train_stop_after_an_epochs_last_step_finishes_that_epoch(void **state) {
+    (void)state;
+    RtDataset d = lin_data(10); /* batches 4, 4, 2: 3 steps an epoch */
+    RtSession s = lin_session();
+    RtTrainConfig cfg = quiet_cfg(5, 4);
+    cfg.stop = &stop_flag;
+    cfg.on_epoch = record_epoch;
+    cfg.on_epoch_user = &cb;
+    memset(&cb, 0, sizeof cb);
+    rec.stop_at = 3;
+    RtEpochStats last;
+    RtError err = {""};
+    assert_int_equal(rt_train(&s, &d, &cfg, &last, &err), RT_OK);
+    assert_int_equal(rec.train_calls, 3);
+    assert_true(last.stopped);
+    assert_true(s.epoch == 1 && s.epoch_rows == 0 && s.step == 3);
+    assert_int_equal(cb.calls, 1);
+    assert_int_equal(cb.epoch[0], 1);
+    assert_true(rt_train(&s, &d, &cfg, &last, &err) == RT_OK && last.stopped);
+    assert_int_equal(rec.train_calls, 3);
+    assert_int_equal(s.step, 3);
+    stop_flag = 0;
+    assert_true(rt_train(&s, &d, &cfg, &last, &err) == RT_OK && !last.stopped);
+    assert_true(s.epoch == 5 && s.step == 15);
+    rt_session_free(&s);
+}
+
+/* on_epoch follows every finished epoch with its figures and the session
+ * as the epoch left it, not the partial epoch of a step limit; its failure
+ * is rt_train's, and training stops there. */
+static void test_train_on_epoch_follows_every_finished_epoch_and_its_failure_stops(
+    void **state) {
+    (void)state;
+    RtDataset d = lin_data(10);
+    RtSession s = lin_session();
+    RtTrainConfig cfg = quiet_cfg(5, 4);
+    cfg.steps = 7; /* epochs 1 and 2, and a step of epoch 3 */
+    cfg.on_epoch = record_epoch;
+    cfg.on_epoch_user = &cb;
+    memset(&cb, 0, sizeof cb);
+    RtError err = {""};
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_OK);
+    assert_int_equal(cb.calls, 2);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(cb.epoch[k], k + 1);
+        assert_int_equal(cb.s_epoch[k], k + 1);
+        assert_int_equal(cb.step[k], 3 * (k + 1));
+        assert_int_equal(cb.s_rows[k], 0);
+    }
+    cfg.steps = 0;
+    cb.fail_at = 3; /* at the end of epoch 3 (the rest of it) */
+    assert_int_equal(rt_train(&s, &d, &cfg, NULL, &err), RT_FAIL);
+    assert_string_equal(err.msg, "cannot write 'ckpt': No space left on device");
+    assert_int_equal(cb.epoch[2], 3);
+    assert_int_equal(s.epoch, 3);
+    assert_int_equal(rec.train_calls, 9);
+    rt_session_free(&s);
+}
+
 static int setup(void **state) {
     (void)state;
     return mkdtemp(tmpdir) ? 0 : -1;
@@ -1127,6 +1268,12 @@ int main(void) {
         cmocka_unit_test_setup(test_train_resumed_mid_epoch_continues_from_the_next_batch,
                                setup_each),
         cmocka_unit_test_setup(test_train_with_every_epoch_done_trains_nothing, setup_each),
+        cmocka_unit_test_setup(test_train_stop_flag_ends_after_that_step_and_resumes_exactly,
+                               setup_each),
+        cmocka_unit_test_setup(test_train_stop_after_an_epochs_last_step_finishes_that_epoch,
+                               setup_each),
+        cmocka_unit_test_setup(test_train_on_epoch_follows_every_finished_epoch_and_its_failure_stops,
+                               setup_each),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
