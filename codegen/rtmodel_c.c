@@ -67,7 +67,7 @@ static void put_inits(FILE *f, const char *var, const RtInit *in, int n) {
             continue;
         fprintf(f, "static const double %s_values%d[%" PRId64 "] = {", var, i, in[i].nvalues);
         for (int64_t k = 0; k < in[i].nvalues; k++) {
-            fputs(k % 4 ? ", " : "\n    ", f);
+            fputs(k == 0 ? "\n    " : k % 4 ? ", " : ",\n    ", f);
             put_double(f, in[i].values[k]);
         }
         fputs("\n};\n", f);

@@ -1,5 +1,5 @@
-/* checkpoint.c: the model hash, class names in the metadata, and the stop
- * signals of gradc train. See checkpoint.h.
+/* checkpoint.c: class names in the metadata, and the stop signals of the
+ * train command. See checkpoint.h.
  *
  * Owns the signal handlers and the flag they set; must not save, print or
  * exit from a handler beyond one write(2) and _exit. Saving is the
@@ -13,57 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include "frontend/lexer.h"
-
-/* ---- the model hash ----------------------------------------------------------- */
-
-typedef struct Fnv {
-    uint64_t h;
-} Fnv;
-
-static void fnv_bytes(Fnv *f, const void *data, size_t n) {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        f->h ^= p[i];
-        f->h *= 0x100000001b3ull;
-    }
-}
-
-/* Every token of text but the final EOF: its kind, its length, its bytes. */
-static void fnv_tokens(Fnv *f, const char *name, const char *text, size_t len) {
-    Arena *a = arena_new();
-    Diags d;
-    diags_init(&d, a);
-    SrcFile src = {name, text, len};
-    TokenVec toks = lex_file(a, &d, &src);
-    for (int i = 0; i < toks.len; i++) {
-        const Token *t = &toks.items[i];
-        if (t->kind == TK_EOF)
-            continue;
-        unsigned char head[5] = {(unsigned char)t->kind, (unsigned char)t->len,
-                                 (unsigned char)(t->len >> 8), (unsigned char)(t->len >> 16),
-                                 (unsigned char)(t->len >> 24)};
-        fnv_bytes(f, head, sizeof head);
-        fnv_bytes(f, t->text, (size_t)t->len);
-    }
-    arena_free(a);
-}
-
-/* Contract: see checkpoint.h. A version tag first, so that a later change
- * of what is hashed cannot collide with these hashes. */
-char *ckpt_model_hash(const SrcFile *model, const char *optimizer, char buf[CKPT_HASH_LEN]) {
-    static const char tag[] = "gradc model hash 1";
-    Fnv f = {0xcbf29ce484222325ull};
-    fnv_bytes(&f, tag, sizeof tag);
-    fnv_tokens(&f, model->path, model->text, model->len);
-    unsigned char mark = optimizer ? 0xff : 0xfe;
-    fnv_bytes(&f, &mark, 1);
-    if (optimizer)
-        fnv_tokens(&f, "--optimizer", optimizer, strlen(optimizer));
-    snprintf(buf, CKPT_HASH_LEN, "%016llx", (unsigned long long)f.h);
-    return buf;
-}
 
 /* ---- class names ------------------------------------------------------------------ */
 
@@ -118,12 +67,14 @@ volatile sig_atomic_t ckpt_stop_signal;
 static volatile sig_atomic_t saving;         /* ckpt_save is writing */
 static volatile sig_atomic_t second_signal;  /* arrived while saving */
 
+/* The handler's messages, made before it can run: it may only write(2). */
+static char msg_int[160], msg_term[160], msg_quit[96], name_buf[64];
+static size_t len_int, len_term, len_quit;
+
 static void say(const char *s, size_t n) {
     ssize_t w = write(STDERR_FILENO, s, n);
     (void)w;
 }
-
-#define SAY(lit) say(lit, sizeof lit - 1)
 
 /* First signal: ask for a stop. Second: quit, unless a save is under way
  * (then ckpt_save quits when the file is in place). */
@@ -132,21 +83,37 @@ static void on_stop_signal(int sig) {
     if (!ckpt_stop_signal) {
         ckpt_stop_signal = sig;
         if (sig == SIGINT)
-            SAY("\ngradc: SIGINT: stopping after this step to save a checkpoint "
-                "(send it again to quit without saving)\n");
+            say(msg_int, len_int);
         else
-            SAY("\ngradc: SIGTERM: stopping after this step to save a checkpoint "
-                "(send it again to quit without saving)\n");
+            say(msg_term, len_term);
     } else if (saving) {
         second_signal = sig;
     } else {
-        SAY("gradc: second signal: quitting now\n");
+        say(msg_quit, len_quit);
         _exit(128 + sig);
     }
     errno = saved_errno;
 }
 
-void ckpt_catch_signals(void) {
+/* The length of the message snprintf made in buf (of size bytes). */
+static size_t made(int n, size_t size) {
+    return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+}
+
+void ckpt_catch_signals(const char *name) {
+    snprintf(name_buf, sizeof name_buf, "%s", name);
+    for (int k = 0; k < 2; k++) {
+        char *buf = k ? msg_term : msg_int;
+        size_t n = made(snprintf(buf, sizeof msg_int,
+                                 "\n%s: %s: stopping after this step to save a checkpoint "
+                                 "(send it again to quit without saving)\n",
+                                 name_buf, k ? "SIGTERM" : "SIGINT"),
+                        sizeof msg_int);
+        *(k ? &len_term : &len_int) = n;
+    }
+    len_quit = made(snprintf(msg_quit, sizeof msg_quit, "%s: second signal: quitting now\n",
+                             name_buf),
+                    sizeof msg_quit);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
@@ -186,10 +153,10 @@ RtStatus ckpt_save(const RtSession *s, const char *path, int nmeta, const char *
     int late = second_signal;
     if (late) {
         if (st == RT_OK)
-            fprintf(stderr, "gradc: second signal: quitting; the checkpoint %s is complete\n",
-                    path);
+            fprintf(stderr, "%s: second signal: quitting; the checkpoint %s is complete\n",
+                    name_buf, path);
         else
-            fprintf(stderr, "gradc: second signal: quitting; error: %s\n", err->msg);
+            fprintf(stderr, "%s: second signal: quitting; error: %s\n", name_buf, err->msg);
         _exit(128 + late);
     }
     return st;

@@ -1,6 +1,7 @@
-/* checkpoint.h: what gradc train adds to the runtime's checkpoints: the
- * model hash that --resume checks, the class names of string labels, and
- * stopping on SIGINT or SIGTERM with the work saved.
+/* checkpoint.h: what the train command adds to the runtime's checkpoints:
+ * the class names of string labels, and stopping on SIGINT or SIGTERM with
+ * the work saved. Part of the run library (gradc and built programs): no
+ * front end here.
  *
  * The runtime stores and restores whatever metadata the driver passes; the
  * policy (what identifies a model, when to save, what a signal means) lives
@@ -11,17 +12,12 @@
 
 #include <signal.h>
 
-#include "ir/base.h"
 #include "runtime/rt.h"
 
 /* ---- the model hash ---------------------------------------------------------
- * What must match for --resume to continue a run: the model file's tokens
- * (so comments, blank lines and spacing do not count, but every name,
- * number and string does, the train block's optimizer, clip_norm and data
- * included) and the --optimizer rule's tokens when one was given. FNV-1a 64
- * over each token's kind and bytes; 16 lowercase hex digits into buf. */
+ * What must match for --resume to continue a run, computed by the compiler
+ * (compile.h: ckpt_model_hash) and stored as 16 lowercase hex digits. */
 enum { CKPT_HASH_LEN = 17 };
-char *ckpt_model_hash(const SrcFile *model, const char *optimizer, char buf[CKPT_HASH_LEN]);
 
 /* ---- class names --------------------------------------------------------------
  * The class names of a string label column, in id order, as one metadata
@@ -36,12 +32,13 @@ int ckpt_classes_from_string(char *s, const char ***names);
 /* ---- stop signals --------------------------------------------------------------
  * ckpt_catch_signals installs handlers for SIGINT and SIGTERM: the first
  * signal sets ckpt_stop_signal to its number (rt_train reads it through
- * RtTrainConfig.stop, finishes the step and returns) and says so on stderr;
+ * RtTrainConfig.stop, finishes the step and returns) and says so on stderr
+ * (the messages start with name: "gradc", or a built program's name);
  * a second one quits at once with status 128 + signal, unless a checkpoint
  * is being saved (ckpt_save), which then finishes first. ckpt_release_signals
  * puts the default actions back. */
 extern volatile sig_atomic_t ckpt_stop_signal;
-void ckpt_catch_signals(void);
+void ckpt_catch_signals(const char *name);
 void ckpt_release_signals(void);
 /* "SIGINT", "SIGTERM" or "signal N". */
 const char *ckpt_signal_name(int sig);

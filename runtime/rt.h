@@ -464,4 +464,71 @@ RtStatus rt_load_checkpoint(RtSession *s, const char *path, RtError *err);
  * key. RT_FAIL when the file cannot be read or its header is corrupt. */
 RtStatus rt_read_weights_meta(const char *path, const char *key, char **value_out, RtError *err);
 
+/* ---- a model as a C library (embed.c) ----------------------------------------
+ * What the library `gradc build M.nn --lib -o NAME` makes calls: one
+ * training step, evaluation and prediction on rows in arrays the caller owns,
+ * and weight files. Each input array holds n rows of one model input, in the
+ * model's input order, packed row-major (row r starts at element r * the
+ * input's elements per row): the model's float type for float inputs, int32
+ * for int inputs. Nothing here prints, exits or keeps global state: sessions
+ * of different models (or of the same one) are independent, and a session
+ * may be used by one thread at a time. The compiled code runs with
+ * flush-to-zero and denormals-are-zero, as in gradc train (rt_setup), and the
+ * caller's floating-point mode is restored before each function returns. */
+
+/* Why a library call failed; the message is in the RtError. */
+typedef enum RtLibCode {
+    RT_LIB_OK = 0,
+    RT_LIB_EINVAL = 1, /* a bad argument: a row count out of range, a NULL array, an int
+                          value outside its input's range, a NaN or infinite float */
+    RT_LIB_EIO = 2,    /* a weight file that cannot be read or written, or does not fit
+                          the model */
+    RT_LIB_ENOMEM = 3, /* out of memory */
+    RT_LIB_ELOSS = 4,  /* the loss became NaN or infinite: the step spoilt the parameters */
+    RT_LIB_ECPU = 5,   /* the CPU lacks an instruction set the code was compiled for */
+} RtLibCode;
+
+/* rt_setup's OpenBLAS kernel choice and thread count (0: leave as is),
+ * without changing the calling thread's floating-point mode. Process-wide:
+ * call it before any session runs, from one thread. */
+void rt_lib_setup(int threads);
+
+/* One optimizer step on rows [0, n) of inputs (every input; 1 <= n <=
+ * max_batch): checks the rows (int values in [0, limit) when the input has a
+ * limit; float values finite), copies them into the arena, stores the
+ * per-step hypers (rt_step_hypers with epochs), runs the train program and
+ * advances s->step. *loss (loss may be NULL): the batch's mean loss, computed
+ * before the update. RT_LIB_ELOSS when it is NaN or infinite (the step was
+ * taken; the parameters are spoilt). Errors name the input and the row:
+ * "input 'y', row 3: 12 is out of range [0, 10)". */
+RtLibCode rt_lib_train_step(RtSession *s, const void *const *inputs, int64_t n, int64_t epochs,
+                            double *loss, RtError *err);
+
+/* The eval program over rows [0, n) of inputs (every input; n >= 1), in
+ * batches of at most max_batch: the mean loss and the metric's accuracy
+ * (NaN when the model has none); either pointer may be NULL. The rows are
+ * checked as rt_lib_train_step checks them. Parameters do not change. */
+RtLibCode rt_lib_evaluate(RtSession *s, const void *const *inputs, int64_t n, double *loss,
+                          double *accuracy, RtError *err);
+
+/* The predict program over rows [0, n) of inputs (n >= 0), in batches of at
+ * most max_batch. need: one flag per input, NULL for all; inputs[i] of an
+ * input without need[i] is not read (pass NULL: the outputs do not depend
+ * on it). Int values are checked against their limits (floats are not: a
+ * NaN feature gives a NaN prediction). outputs[r] receives output r (the
+ * predict program's roots, in order): n rows of its per-row elements for an
+ * output with a leading batch dimension, else its elements once. */
+RtLibCode rt_lib_predict(RtSession *s, const void *const *inputs, const bool *need, int64_t n,
+                         void *const *outputs, RtError *err);
+
+/* Load a weight file: a checkpoint (a file with "step" in its metadata)
+ * with rt_load_checkpoint, restoring the step, the epoch and the RNG too;
+ * any other weight file with rt_load_weights. All or nothing. */
+RtLibCode rt_lib_load(RtSession *s, const char *path, RtError *err);
+
+/* rt_save_checkpoint with the caller's metadata pairs: atomically, so that
+ * a crash leaves the previous file intact. */
+RtLibCode rt_lib_save(const RtSession *s, const char *path, int nmeta, const char *const *keys,
+                      const char *const *values, RtError *err);
+
 #endif

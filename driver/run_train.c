@@ -1,0 +1,253 @@
+/* run_train.c: the train command once the model is compiled: the session
+ * (initialised, or from --weights, or continuing --resume after checking
+ * that the checkpoint is this model's), the data, rt_train, and the
+ * checkpoints: at the end, every --save-every N epochs, and on SIGINT or
+ * SIGTERM (exit 130/143, saved).
+ *
+ * Owns the checkpoint's metadata (seed, version, model hash, vocabulary,
+ * class names) and what a resumed run must keep (the seed, the model).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "run_internal.h"
+
+int run_train_check(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
+    (void)o;
+    if (!m->has_loss)
+        return run_model_error(m, "the model has no 'loss = ...' statement, so there is nothing "
+                                  "to train");
+    if (m->data.kind == RUN_DATA_NONE)
+        return run_model_error(m, "the train block has no 'data = ...' (csv, idx, npy or text), "
+                                  "so %s does not know what to train on",
+                               c->built ? "the program" : "gradc");
+    return 0;
+}
+
+/* The seed a resumed run must use: the one the checkpoint at path was
+ * trained with (its "seed" metadata), which decides the held-out split and
+ * the data order. *seed is left alone when the checkpoint does not say; a
+ * different --seed is an error. */
+static RtStatus resume_seed(const char *path, const RunTrainOpts *o, uint64_t *seed,
+                            RtError *err) {
+    char *v = NULL;
+    if (rt_read_weights_meta(path, "seed", &v, err) != RT_OK)
+        return RT_FAIL;
+    if (!v)
+        return RT_OK;
+    int64_t saved;
+    RtStatus st = RT_OK;
+    if (!run_parse_i64(v, 0, &saved))
+        st = rt_fail(err, "%s: corrupt checkpoint: metadata \"seed\" is \"%.40s\"", path, v);
+    else if (o->have_seed && (uint64_t)o->seed != (uint64_t)saved)
+        st = rt_fail(err, "%s was trained with seed %lld; resuming with --seed %lld would change "
+                          "the held-out rows and the data order",
+                     path, (long long)saved, (long long)o->seed);
+    else
+        *seed = (uint64_t)saved;
+    free(v);
+    return st;
+}
+
+/* --resume F must continue a run of this model and optimizer: F's
+ * model_hash must be m->hash. A checkpoint without one (an older gradc's)
+ * is taken as it is. */
+static RtStatus check_resume_hash(const RunCli *c, const char *path, const RunTrainOpts *o,
+                                  const RunModel *m, RtError *err) {
+    char *v = NULL;
+    if (rt_read_weights_meta(path, "model_hash", &v, err) != RT_OK)
+        return RT_FAIL;
+    RtStatus st = RT_OK;
+    if (v && strcmp(v, m->hash) != 0) {
+        char whose[600];
+        if (c->built)
+            snprintf(whose, sizeof whose, "this program's model (%s%s%s)", m->path,
+                     m->optimizer ? " with --optimizer " : "", m->optimizer ? m->optimizer : "");
+        else
+            snprintf(whose, sizeof whose, "%s%s", o->model,
+                     o->optimizer ? " with this --optimizer" : "");
+        st = rt_fail(err, "'%s' was saved by a different model (or optimizer): its model_hash is "
+                          "%.40s, but %s hashes to %s; continuing it would not be the run it "
+                          "saved (to start from its weights anyway, use --weights %s)",
+                     path, v, whose, m->hash, path);
+    }
+    free(v);
+    return st;
+}
+
+/* Where the checkpoints go, what their metadata says, and when one was
+ * last written. */
+typedef struct Saver {
+    const char *path;
+    const RunCli *c;
+    int nmeta;
+    const char *keys[8], *values[8];
+    int64_t every;      /* --save-every N; 0: at the end only */
+    int64_t saved_step; /* the session's step at the last save; -1: none yet */
+    bool quiet;
+} Saver;
+
+static void saver_add(Saver *sv, const char *key, const char *value) {
+    sv->keys[sv->nmeta] = key;
+    sv->values[sv->nmeta++] = value;
+}
+
+static RtStatus save_now(Saver *sv, const RtSession *s, RtError *err) {
+    if (ckpt_save(s, sv->path, sv->nmeta, sv->keys, sv->values, err) != RT_OK)
+        return RT_FAIL;
+    sv->saved_step = s->step;
+    return RT_OK;
+}
+
+/* RtTrainConfig.on_epoch for --save-every N: the checkpoint after every
+ * N-th epoch (counted over the whole run, resumed or not). */
+static RtStatus save_every_epochs(const RtSession *s, const RtEpochStats *e, void *user,
+                                  RtError *err) {
+    Saver *sv = user;
+    (void)e;
+    if (s->epoch % sv->every != 0)
+        return RT_OK;
+    if (save_now(sv, s, err) != RT_OK)
+        return RT_FAIL;
+    if (!sv->quiet) {
+        printf("%s: saved checkpoint to %s (epoch %lld)\n", sv->c->name, sv->path,
+               (long long)s->epoch);
+        fflush(stdout);
+    }
+    return RT_OK;
+}
+
+/* The summary line before training. */
+static void print_summary(const RunCli *c, const RunModel *m, const RtDataset *data) {
+    const RtModel *rm = m->rm;
+    int64_t nvalues = 0;
+    for (int i = 0; i < rm->nparams; i++)
+        nvalues += rt_numel(&rm->params[i], 1);
+    printf("%s: %s: %d parameters (%lld values), %d kernels, ", c->name, m->path, rm->nparams,
+           (long long)nvalues, m->nkernels);
+    if (c->built)
+        printf("built for %s", m->target);
+    else
+        printf("compiled in %.0f ms", m->compile_ms);
+    printf("; %lld rows; OpenBLAS %s\n", (long long)data->n, rt_blas_corename());
+}
+
+int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
+    int rc = run_train_check(c, o, m);
+    if (rc)
+        return rc;
+    rc = RUN_EXIT_USER;
+    const RtModel *rm = m->rm;
+    RunPool pool = {0};
+    RtSession s = {0};
+    RtDataset data = {0};
+    RtError err;
+    char *classes = NULL;
+    RunKnown known = {0};
+
+    rt_setup((int)o->threads);
+    uint64_t seed = o->have_seed ? (uint64_t)o->seed : m->seed;
+    if (o->resume && (check_resume_hash(c, o->resume, o, m, &err) != RT_OK ||
+                      resume_seed(o->resume, o, &seed, &err) != RT_OK))
+        goto rt_error;
+    if (rt_session_init(&s, rm, seed, &err) != RT_OK)
+        goto rt_error;
+    /* gradc compiled --lr in; a built program stores it in the rule's
+     * hyperparameter, where a session keeps it. */
+    if (c->built && o->have_lr && rt_set_hyper(&s, "lr", o->lr, &err) != RT_OK) {
+        rt_fail(&err, "--lr: the learning rate of this program's update rule is not a "
+                      "constant it can set (a schedule is compiled in); rebuild with gradc "
+                      "build %s --optimizer R to change it",
+                m->path);
+        goto rt_error;
+    }
+    if (o->resume) {
+        if (rt_load_checkpoint(&s, o->resume, &err) != RT_OK)
+            goto rt_error;
+    } else if (o->weights) {
+        if (rt_load_weights(&s, o->weights, &err) != RT_OK)
+            goto rt_error;
+    } else {
+        rt_init_params(&s);
+    }
+    RtVocab vocab;
+    if (run_known_from(o->resume ? o->resume : o->weights, &known, &err) != RT_OK ||
+        run_load_data(&pool, m, o->data, NULL, &known, &vocab, &data, &err) != RT_OK)
+        goto rt_error;
+    if (!o->quiet)
+        print_summary(c, m, &data);
+    RtTrainConfig tc = {
+        .epochs = o->epochs > 0 ? (int)o->epochs : m->epochs,
+        .steps = o->steps,
+        .batch = o->batch > 0 ? o->batch : m->batch,
+        .seed = seed,
+        .split = o->have_split ? o->split : m->split,
+        .log_path = o->log,
+        .quiet = o->quiet,
+        .out = stdout,
+    };
+    /* Every checkpoint carries the seed for --resume, the version and model
+     * hash, and for text the vocabulary and context (predict needs them),
+     * for string labels the class names (predict --top). */
+    Saver sv = {.path = o->save ? o->save : run_printf(&pool, "%s.safetensors", rm->name),
+                .c = c, .every = o->save_every, .saved_step = -1, .quiet = o->quiet};
+    char sbuf[32], vbuf[RT_VOCAB_STR_MAX], cbuf[32];
+    snprintf(sbuf, sizeof sbuf, "%llu", (unsigned long long)seed);
+    saver_add(&sv, "seed", sbuf);
+    saver_add(&sv, "gradc_version", GRADC_VERSION);
+    saver_add(&sv, "model_hash", m->hash);
+    if (m->data.kind == RUN_DATA_TEXT) {
+        snprintf(cbuf, sizeof cbuf, "%lld", (long long)m->data.context);
+        saver_add(&sv, "vocab", rt_vocab_to_string(&vocab, vbuf));
+        saver_add(&sv, "context", cbuf);
+    }
+    if ((classes = ckpt_classes_to_string(data.nclasses, data.class_names)))
+        saver_add(&sv, "classes", classes);
+    if (o->save_every) {
+        tc.on_epoch = save_every_epochs;
+        tc.on_epoch_user = &sv;
+    }
+    tc.stop = &ckpt_stop_signal;
+    RtEpochStats last;
+    ckpt_catch_signals(c->name);
+    RtStatus st = rt_train(&s, &data, &tc, &last, &err);
+    if (st == RT_OK && sv.saved_step != s.step)
+        st = save_now(&sv, &s, &err);
+    ckpt_release_signals();
+    if (st != RT_OK)
+        goto rt_error;
+    int sig = ckpt_stop_signal;
+    if (sig) {
+        /* 128 + the signal, as a shell reports a process the signal ended:
+         * a script looping over runs stops too. */
+        if (last.stopped)
+            fprintf(stderr, "%s: stopped by %s after step %lld (%lld epochs done); saved the "
+                            "checkpoint to %s\n",
+                    c->name, ckpt_signal_name(sig), (long long)s.step, (long long)s.epoch,
+                    sv.path);
+        else
+            fprintf(stderr, "%s: %s arrived after the last step; saved the checkpoint to %s\n",
+                    c->name, ckpt_signal_name(sig), sv.path);
+        fprintf(stderr, "%s: to continue: %s train%s%s --resume %s (with the same options)\n",
+                c->name, c->invoke, o->model ? " " : "", o->model ? o->model : "", sv.path);
+        rc = 128 + sig;
+        goto out;
+    }
+    if (!o->quiet)
+        printf("%s: saved weights to %s\n", c->name, sv.path);
+    rc = 0;
+    goto out;
+rt_error:
+    rc = run_error(c, err.msg);
+out:
+    free(classes);
+    run_known_free(&known);
+    rt_dataset_free(&data);
+    if (s.arena)
+        rt_session_free(&s);
+    run_pool_free(&pool);
+    return rc;
+}
