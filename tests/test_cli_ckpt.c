@@ -294,6 +294,26 @@ static void write_dropout_model(void) {
                          "}\n");
 }
 
+/* 4 epochs straight and 2 + --resume to 4 give the same checkpoint, byte
+ * for byte, for SGD and Adam, with dropout and shuffling on. */
+static void test_resume_is_exact_for_sgd_and_adam_with_dropout(void **state) {
+    (void)state;
+    write_dropout_model();
+    static const char *const opts[] = {"sgd(lr = 0.05)", "adam(lr = 0.01)"};
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(gradc("train %s -q --epochs 4 --optimizer \"%s\" --save %s",
+                               tmp("sig.nn"), opts[k], tmp("r4.st")),
+                         0);
+        assert_int_equal(gradc("train %s -q --epochs 2 --optimizer \"%s\" --save %s",
+                               tmp("sig.nn"), opts[k], tmp("r2.st")),
+                         0);
+        assert_int_equal(gradc("train %s -q --epochs 4 --optimizer \"%s\" --resume %s --save %s",
+                               tmp("sig.nn"), opts[k], tmp("r2.st"), tmp("r22.st")),
+                         0);
+        assert_same_file(tmp("r4.st"), tmp("r22.st"));
+    }
+}
+
 /* Start `gradc train sig.nn --save sig.st` (with --resume sig.st), wait for
  * its first progress line, send sig, and return its exit status; its
  * stderr is left in err_text. */
@@ -492,6 +512,7 @@ int main(void) {
         cmocka_unit_test(test_checkpoint_records_version_and_model_hash),
         cmocka_unit_test(test_resume_refuses_a_checkpoint_of_a_different_model),
         cmocka_unit_test(test_save_every_writes_the_checkpoint_every_n_epochs),
+        cmocka_unit_test(test_resume_is_exact_for_sgd_and_adam_with_dropout),
         cmocka_unit_test(test_sigint_and_sigterm_save_and_resume_exactly),
         cmocka_unit_test(test_second_sigint_quits_without_a_partial_file),
         cmocka_unit_test(test_kill_9_during_saves_never_leaves_a_partial_checkpoint),
