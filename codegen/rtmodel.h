@@ -27,4 +27,8 @@ RtModel *cg_rt_model_jit(Arena *a, const Graph *g, const Plan *plan, const CgMod
 void cg_write_rt_model_c(FILE *f, const RtModel *m, const char *const fn_names[PROG_COUNT],
                          const char *var);
 
+/* s as a C string literal ("NULL" for NULL), every byte outside printable
+ * ASCII (and '?', against trigraphs) as an octal escape. */
+void cg_put_c_string(FILE *f, const char *s);
+
 #endif

@@ -13,8 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-/* s as a C string literal. */
-static void put_str(FILE *f, const char *s) {
+void cg_put_c_string(FILE *f, const char *s) {
     if (!s) {
         fputs("NULL", f);
         return;
@@ -23,7 +22,7 @@ static void put_str(FILE *f, const char *s) {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (*p == '"' || *p == '\\')
             fprintf(f, "\\%c", *p);
-        else if (*p >= 0x20 && *p < 0x7f)
+        else if (*p >= 0x20 && *p < 0x7f && *p != '?') /* '?': no trigraphs */
             fputc(*p, f);
         else
             fprintf(f, "\\%03o", *p);
@@ -43,7 +42,7 @@ static void put_double(FILE *f, double v) {
 
 static void put_tensor(FILE *f, const RtTensor *t) {
     fputs("{", f);
-    put_str(f, t->name);
+    cg_put_c_string(f, t->name);
     fprintf(f, ", %s, %d, {", t->dtype == RT_INT ? "RT_INT" : "RT_FLOAT", t->rank);
     for (int i = 0; i < RT_MAX_RANK; i++)
         fprintf(f, "%s%" PRId64, i ? ", " : "", i < t->rank ? t->dims[i] : (int64_t)0);
@@ -148,7 +147,7 @@ void cg_write_rt_model_c(FILE *f, const RtModel *m, const char *const fn_names[P
                                           "RT_METRIC_THRESHOLD"};
     fprintf(f, "const RtModel %s = {\n", var);
     fputs("    .name = ", f);
-    put_str(f, m->name);
+    cg_put_c_string(f, m->name);
     fprintf(f, ",\n    .elem_size = %d,\n    .max_batch = %" PRId64 ",\n    .arena_bytes = %zu,\n",
             m->elem_size, m->max_batch, m->arena_bytes);
     fprintf(f, "    .nparams = %d, .params = %s_params, .inits = %s_inits,\n", m->nparams, var, var);

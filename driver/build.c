@@ -179,8 +179,7 @@ const char *build_include_dir(RtError *err) {
     return NULL;
 }
 
-/* s in single quotes for the shell. */
-static const char *shq(Arena *a, const char *s) {
+const char *build_shell_quote(Arena *a, const char *s) {
     size_t n = 2;
     for (const char *p = s; *p; p++)
         n += *p == '\'' ? 4 : 1;
@@ -201,7 +200,7 @@ static const char *shq(Arena *a, const char *s) {
 
 RtStatus build_run(const BuildModel *b, const char *what, const char *cmd, RtError *err) {
     const char *log = arena_printf(b->a, "%s/command.log", b->tmpdir);
-    int st = system(arena_printf(b->a, "( %s ) >%s 2>&1", cmd, shq(b->a, log)));
+    int st = system(arena_printf(b->a, "( %s ) >%s 2>&1", cmd, build_shell_quote(b->a, log)));
     if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
         return RT_OK;
     char out[640] = "";
@@ -227,23 +226,6 @@ RtStatus build_run(const BuildModel *b, const char *what, const char *cmd, RtErr
 
 /* ---- the program's C file ---------------------------------------------------------- */
 
-/* s as a C string literal, or NULL. */
-static void put_str(FILE *f, const char *s) {
-    if (!s) {
-        fputs("NULL", f);
-        return;
-    }
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p >= 0x20 && *p < 0x7f && *p != '?') /* '?': no trigraphs */
-            fputc(*p, f);
-        else
-            fprintf(f, "\\%03o", *p);
-    }
-    fputc('"', f);
-}
 
 static const char *data_kind_enum(RunDataKind k) {
     switch (k) {
@@ -264,9 +246,9 @@ static void put_run_model(FILE *f, const RunModel *r, int ninputs, const char *r
         fputs("static const RtNpyFile run_files[] = {\n", f);
         for (int k = 0; k < ds->nfiles; k++) {
             fputs("    {", f);
-            put_str(f, ds->files[k].input);
+            cg_put_c_string(f, ds->files[k].input);
             fputs(", ", f);
-            put_str(f, ds->files[k].path);
+            cg_put_c_string(f, ds->files[k].path);
             fputs("},\n", f);
         }
         fputs("};\n", f);
@@ -278,7 +260,7 @@ static void put_run_model(FILE *f, const RunModel *r, int ninputs, const char *r
         fprintf(f, "static const RtColumnSel run_cols%d[] = {", i);
         for (int c = 0; c < in->ncols; c++) {
             fputs(c ? ", {" : "{", f);
-            put_str(f, in->cols[c].name);
+            cg_put_c_string(f, in->cols[c].name);
             fprintf(f, ", %d}", in->cols[c].index);
         }
         fputs("};\n", f);
@@ -287,7 +269,7 @@ static void put_run_model(FILE *f, const RunModel *r, int ninputs, const char *r
         fputs("static const RtCsvInput run_columns[] = {\n", f);
         for (int i = 0; i < ds->ncolumns; i++) {
             fputs("    {", f);
-            put_str(f, ds->columns[i].input);
+            cg_put_c_string(f, ds->columns[i].input);
             fprintf(f, ", %d, ", ds->columns[i].ncols);
             if (ds->columns[i].ncols)
                 fprintf(f, "run_cols%d},\n", i);
@@ -304,15 +286,15 @@ static void put_run_model(FILE *f, const RunModel *r, int ninputs, const char *r
     }
     fputs("static const char *const run_cpu_features[] = {", f);
     for (int i = 0; r->cpu_features && r->cpu_features[i]; i++) {
-        put_str(f, r->cpu_features[i]);
+        cg_put_c_string(f, r->cpu_features[i]);
         fputs(", ", f);
     }
     fputs("NULL};\n", f);
 
     fprintf(f, "static const RunModel run_model = {\n    .rm = &%s,\n    .path = ", rm_var);
-    put_str(f, r->path);
+    cg_put_c_string(f, r->path);
     fputs(",\n    .hash = ", f);
-    put_str(f, r->hash);
+    cg_put_c_string(f, r->hash);
     fprintf(f, ",\n    .data = {.kind = %s, .nfiles = %d, .files = %s, .header = %s,\n",
             data_kind_enum(ds->kind), ds->nfiles, ds->nfiles ? "run_files" : "NULL",
             ds->header ? "true" : "false");
@@ -323,12 +305,12 @@ static void put_run_model(FILE *f, const RunModel *r, int ninputs, const char *r
             (long long)r->batch, r->epochs, (unsigned long long)r->seed, r->split);
     fprintf(f, "    .has_loss = %s,\n    .noutputs = %d,\n    .random_param = ",
             r->has_loss ? "true" : "false", r->noutputs);
-    put_str(f, r->random_param);
+    cg_put_c_string(f, r->random_param);
     fprintf(f, ",\n    .need = %s,\n    .nkernels = %d,\n    .target = ",
             ninputs && r->need ? "run_need" : "NULL", r->nkernels);
-    put_str(f, r->target);
+    cg_put_c_string(f, r->target);
     fputs(",\n    .cpu_features = run_cpu_features,\n    .optimizer = ", f);
-    put_str(f, r->optimizer);
+    cg_put_c_string(f, r->optimizer);
     fputs(",\n};\n", f);
 }
 
@@ -341,9 +323,9 @@ static void put_main(FILE *f, const char *const *features) {
           f);
     for (int i = 0; features && features[i]; i++) {
         fputs("    if (!strcmp(feature, ", f);
-        put_str(f, features[i]);
+        cg_put_c_string(f, features[i]);
         fputs("))\n        return __builtin_cpu_supports(", f);
-        put_str(f, features[i]);
+        cg_put_c_string(f, features[i]);
         fputs(");\n", f);
     }
     fputs("    (void)feature;\n"
@@ -398,8 +380,8 @@ static RtStatus build_program(const BuildModel *b, const RunModel *r, const char
     const char *tmp = arena_printf(a, "%s.tmp.%ld", out, (long)getpid());
     const char *cmd = arena_printf(a, "%s %s -std=c11 -O2 -I%s -o %s %s %s %s %s %s -lz -lm "
                                       "-lpthread",
-                                   build_cc(), build_cc_flags(), shq(a, inc), shq(a, tmp),
-                                   shq(a, c_file), shq(a, b->object), shq(a, run), shq(a, rt),
+                                   build_cc(), build_cc_flags(), build_shell_quote(a, inc), build_shell_quote(a, tmp),
+                                   build_shell_quote(a, c_file), build_shell_quote(a, b->object), build_shell_quote(a, run), build_shell_quote(a, rt),
                                    GRADC_BLAS_LIBS);
     if (build_run(b, "linking the program", cmd, err) != RT_OK) {
         unlink(tmp);

@@ -51,6 +51,8 @@ const char *build_include_dir(RtError *err);
 /* The run library (libgradc_run.a: the train, predict and eval commands of
  * a built program), found the same way. */
 const char *build_run_lib(RtError *err);
+/* s in single quotes for the shell (in a). */
+const char *build_shell_quote(Arena *a, const char *s);
 /* Run a shell command; its stderr goes to the scratch directory and into
  * err on failure (what = "linking", "compiling the library", ...). */
 RtStatus build_run(const BuildModel *b, const char *what, const char *cmd, RtError *err);

@@ -38,25 +38,6 @@ static const char *tool(const char *env, const char *dflt) {
     return v && *v ? v : dflt;
 }
 
-/* s quoted for the shell. */
-static const char *shq(Arena *a, const char *s) {
-    size_t n = 3;
-    for (const char *p = s; *p; p++)
-        n += *p == '\'' ? 4 : 1;
-    char *q = arena_alloc(a, n), *o = q;
-    *o++ = '\'';
-    for (const char *p = s; *p; p++) {
-        if (*p == '\'') {
-            memcpy(o, "'\\''", 4);
-            o += 4;
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o++ = '\'';
-    *o = '\0';
-    return q;
-}
 
 /* ---- names ------------------------------------------------------------------------ */
 
@@ -819,23 +800,23 @@ RtStatus build_library(const BuildModel *b, const char *out, RtError *err) {
     for (int k = 0; k < PROG_COUNT; k++)
         if (b->fn_names[k])
             rename_args = arena_printf(a, "%s --redefine-sym %s=%s", rename_args,
-                                       shq(a, b->fn_names[k]), shq(a, L.fn[k]));
+                                       build_shell_quote(a, b->fn_names[k]), build_shell_quote(a, L.fn[k]));
     /* The model's code with its entry points renamed; the wrappers compiled;
      * the two and the whole runtime joined; all but the API made local. */
     const struct {
         const char *what, *cmd;
     } steps[] = {
         {"renaming the model's entry points",
-         arena_printf(a, "%s%s %s %s", objcopy, rename_args, shq(a, b->object), shq(a, code_o))},
+         arena_printf(a, "%s%s %s %s", objcopy, rename_args, build_shell_quote(a, b->object), build_shell_quote(a, code_o))},
         {"compiling the library's functions",
-         arena_printf(a, "%s -std=c11 -O2 -fPIC -I%s -I%s -c %s -o %s", build_cc(), shq(a, T),
-                      shq(a, inc), shq(a, src), shq(a, wrap_o))},
+         arena_printf(a, "%s -std=c11 -O2 -fPIC -I%s -I%s -c %s -o %s", build_cc(), build_shell_quote(a, T),
+                      build_shell_quote(a, inc), build_shell_quote(a, src), build_shell_quote(a, wrap_o))},
         {"linking the library",
          arena_printf(a, "%s -r -d -o %s %s %s --whole-archive %s --no-whole-archive", ld,
-                      shq(a, joined_o), shq(a, code_o), shq(a, wrap_o), shq(a, rtlib))},
+                      build_shell_quote(a, joined_o), build_shell_quote(a, code_o), build_shell_quote(a, wrap_o), build_shell_quote(a, rtlib))},
         {"hiding the library's internal symbols",
-         arena_printf(a, "%s --keep-global-symbols=%s %s %s", objcopy, shq(a, keep),
-                      shq(a, joined_o), shq(a, final_o))},
+         arena_printf(a, "%s --keep-global-symbols=%s %s %s", objcopy, build_shell_quote(a, keep),
+                      build_shell_quote(a, joined_o), build_shell_quote(a, final_o))},
     };
     for (size_t i = 0; i < sizeof steps / sizeof *steps; i++)
         if (build_run(b, steps[i].what, steps[i].cmd, err) != RT_OK)
