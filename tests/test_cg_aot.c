@@ -112,8 +112,8 @@ static char *aot_params(const char *target) {
     fclose(f);
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
-             "cc -std=c11 -I'%s' -o '%s' '%s' '%s' '%s' '%s' -lopenblas -lz -lm 2>'%s'",
-             GRADC_SOURCE_DIR, in_dir("prog"), in_dir("main.c"), in_dir("desc.c"),
+             "cc -std=c11 %s -I'%s' -o '%s' '%s' '%s' '%s' '%s' -lopenblas -lz -lm 2>'%s'",
+             GRADC_TEST_CC_FLAGS, GRADC_SOURCE_DIR, in_dir("prog"), in_dir("main.c"), in_dir("desc.c"),
              in_dir("model.o"), GRADC_RT_LIB, in_dir("cc.err"));
     if (system(cmd) != 0)
         fail_msg("linking failed: %s", cmd);

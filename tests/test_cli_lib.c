@@ -39,14 +39,16 @@ static void build(const char *model, const char *out) {
 
 #define CIRCLE GRADC_SOURCE_DIR "/examples/embed/circle.nn"
 
-/* compiler, with warnings as errors, on files (quoted as needed) and the
- * libraries into tmp(prog); fails the test with the compiler's output. */
+/* compiler, with warnings as errors (and the sanitizers of a sanitized
+ * build, whose runtime the library contains), on files (quoted as needed)
+ * and the libraries into tmp(prog); fails the test with the compiler's
+ * output. */
 static void link_with(const char *compiler, const char *prog, const char *files) {
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "cd '%s' && %s -Wall -Wextra -Werror -pedantic -I. -o '%s' %s -lopenblas -lz -lm "
+             "cd '%s' && %s %s -Wall -Wextra -Werror -pedantic -I. -o '%s' %s -lopenblas -lz -lm "
              ">cc.log 2>&1",
-             tmpdir, compiler, prog, files);
+             tmpdir, compiler, GRADC_TEST_CC_FLAGS, prog, files);
     if (system(cmd) != 0) {
         char *log = read_all(tmp("cc.log"));
         fail_msg("%s\n%s", cmd, log);
