@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #define assert_contains(hay, needle)                                                        \
     do {                                                                                    \
@@ -86,6 +87,53 @@ static inline double last_log_value(const char *path, const char *key) {
     double v = k ? strtod(k + strlen(pat), NULL) : NAN;
     free(text);
     return v;
+}
+
+/* The whole file (malloc'ed; the test fails if it cannot be read); *n its
+ * length. */
+static inline char *file_bytes(const char *path, long *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    *n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)*n + 1);
+    *n = (long)fread(buf, 1, (size_t)*n, f);
+    fclose(f);
+    return buf;
+}
+
+/* Two files, byte for byte (checkpoints: header, metadata and every value). */
+static inline void assert_same_file(const char *a, const char *b) {
+    long na, nb;
+    char *x = file_bytes(a, &na), *y = file_bytes(b, &nb);
+    assert_int_equal(na, nb);
+    if (memcmp(x, y, (size_t)na) != 0)
+        fail_msg("%s and %s differ", a, b);
+    free(x);
+    free(y);
+}
+
+/* The main of a CLI test: the tests in a fresh temporary directory
+ * /tmp/<prefix>-XXXXXX, removed afterwards (kept, and named on stderr, when
+ * GRADC_TEST_KEEP is set, to look at the generated files). */
+#define cli_main(prefix, tests) cli_run(prefix, #tests, tests, sizeof tests / sizeof tests[0])
+static inline int cli_run(const char *prefix, const char *name, const struct CMUnitTest *tests,
+                          size_t n) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/%s-XXXXXX", prefix);
+    if (!mkdtemp(tmpdir))
+        return 1;
+    int rc = _cmocka_run_group_tests(name, tests, n, NULL, NULL);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (getenv("GRADC_TEST_KEEP"))
+        fprintf(stderr, "kept %s\n", tmpdir);
+    else if (system(cmd) != 0)
+        rc = rc ? rc : 1;
+    free(out_text);
+    free(err_text);
+    return rc;
 }
 
 #endif

@@ -189,20 +189,6 @@ static void test_same_seed_same_log(void **state) {
     assert_true(last_log_value(a, "val_loss") == last_log_value(b, "val_loss"));
 }
 
-/* Bytes of a whole file (NULL: unreadable); *n its length. */
-static char *file_bytes(const char *path, long *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    *n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)*n + 1);
-    *n = (long)fread(buf, 1, (size_t)*n, f);
-    fclose(f);
-    return buf;
-}
-
 /* Adam for 4 epochs straight, or 2, a checkpoint, and --resume to 4: the
  * same checkpoint, byte for byte (weights, Adam's states, step, RNG). */
 static void test_resume_continues_exactly(void **state) {
@@ -313,9 +299,6 @@ static void test_grad_output_matches_golden_file(void **state) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/gradc-cli-XXXXXX");
-    if (!mkdtemp(tmpdir))
-        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_arguments_is_a_usage_error),
         cmocka_unit_test(test_unknown_command_suggests_the_closest),
@@ -337,12 +320,5 @@ int main(void) {
         cmocka_unit_test(test_grad_prints_rules_and_source_lines),
         cmocka_unit_test(test_grad_output_matches_golden_file),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        rc = rc ? rc : 1;
-    free(out_text);
-    free(err_text);
-    return rc;
+    return cli_main("gradc-cli", tests);
 }

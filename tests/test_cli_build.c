@@ -41,34 +41,6 @@ static int run_in(const char *dir, const char *fmt, ...) {
     return WEXITSTATUS(st);
 }
 
-/* The whole file; its length in *n. */
-static char *file_bytes(const char *path, long *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    *n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)*n + 1);
-    assert_int_equal(fread(buf, 1, (size_t)*n, f), (size_t)*n);
-    fclose(f);
-    return buf;
-}
-
-/* Two checkpoints byte for byte: the header (names, shapes, offsets, and
- * metadata: seed, step, RNG, model hash, version, class names) and every
- * weight and optimizer-state value. */
-static void assert_same_file(const char *a, const char *b) {
-    long na, nb;
-    char *x = file_bytes(a, &na), *y = file_bytes(b, &nb);
-    assert_int_equal(na, nb);
-    assert_true(na > 8);
-    if (memcmp(x, y, (size_t)na) != 0)
-        fail_msg("%s and %s differ", a, b);
-    free(x);
-    free(y);
-}
-
 /* examples/NAME.nn built once into the temporary directory (extra: more
  * gradc build options); the program's path. */
 static const char *program(const char *name, const char *target) {
@@ -266,9 +238,6 @@ static void test_written_out_parameters_need_no_weights(void **state) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/gradc-cli-build-XXXXXX");
-    if (!mkdtemp(tmpdir))
-        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_built_iris_trains_bit_for_bit_as_gradc_train),
         cmocka_unit_test(test_built_mnist_trains_bit_for_bit_as_gradc_train),
@@ -279,12 +248,5 @@ int main(void) {
         cmocka_unit_test(test_cpu_check_names_the_first_missing_feature),
         cmocka_unit_test(test_written_out_parameters_need_no_weights),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        rc = rc ? rc : 1;
-    free(out_text);
-    free(err_text);
-    return rc;
+    return cli_main("gradc-cli-build", tests);
 }

@@ -28,29 +28,7 @@
 
 /* ---- helpers ------------------------------------------------------------------- */
 
-static char *file_bytes(const char *path, long *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    *n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)*n + 1);
-    *n = (long)fread(buf, 1, (size_t)*n, f);
-    fclose(f);
-    return buf;
-}
 
-static void assert_same_file(const char *a, const char *b) {
-    long na, nb;
-    char *x = file_bytes(a, &na), *y = file_bytes(b, &nb);
-    assert_non_null(x);
-    assert_non_null(y);
-    assert_int_equal(na, nb);
-    assert_memory_equal(x, y, (size_t)na);
-    free(x);
-    free(y);
-}
 
 /* Metadata value of a weight file (malloc'd; NULL when absent). */
 static char *meta(const char *path, const char *key) {
@@ -505,9 +483,6 @@ static void test_kill_9_during_saves_never_leaves_a_partial_checkpoint(void **st
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/gradc-cli-ckpt-XXXXXX");
-    if (!mkdtemp(tmpdir))
-        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_checkpoint_records_version_and_model_hash),
         cmocka_unit_test(test_resume_refuses_a_checkpoint_of_a_different_model),
@@ -517,12 +492,5 @@ int main(void) {
         cmocka_unit_test(test_second_sigint_quits_without_a_partial_file),
         cmocka_unit_test(test_kill_9_during_saves_never_leaves_a_partial_checkpoint),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        rc = rc ? rc : 1;
-    free(out_text);
-    free(err_text);
-    return rc;
+    return cli_main("gradc-cli-ckpt", tests);
 }

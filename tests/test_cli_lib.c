@@ -558,9 +558,6 @@ static void test_library_name_must_be_a_c_identifier(void **state) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/gradc-lib-XXXXXX");
-    if (!mkdtemp(tmpdir))
-        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_embed_example_trains_saves_reloads_and_predicts),
         cmocka_unit_test(test_library_defines_only_its_api),
@@ -573,12 +570,5 @@ int main(void) {
         cmocka_unit_test(test_header_is_cxx_too),
         cmocka_unit_test(test_library_name_must_be_a_c_identifier),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (getenv("GRADC_TEST_KEEP")) /* to look at the generated files */
-        fprintf(stderr, "kept %s\n", tmpdir);
-    else if (system(cmd) != 0)
-        rc = 1;
-    return rc;
+    return cli_main("gradc-lib", tests);
 }

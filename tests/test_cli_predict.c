@@ -356,9 +356,6 @@ static void test_eval_errors_and_usage(void **state) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/gradc-cli-predict-XXXXXX");
-    if (!mkdtemp(tmpdir))
-        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_predict_iris_writes_three_probabilities_per_row),
         cmocka_unit_test(test_predict_reads_a_csv_without_labels_into_an_output_file),
@@ -372,12 +369,5 @@ int main(void) {
         cmocka_unit_test(test_eval_without_metric_prints_the_loss),
         cmocka_unit_test(test_eval_errors_and_usage),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        rc = rc ? rc : 1;
-    free(out_text);
-    free(err_text);
-    return rc;
+    return cli_main("gradc-cli-predict", tests);
 }
