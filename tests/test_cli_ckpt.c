@@ -28,8 +28,6 @@
 
 /* ---- helpers ------------------------------------------------------------------- */
 
-
-
 /* Metadata value of a weight file (malloc'd; NULL when absent). */
 static char *meta(const char *path, const char *key) {
     char *v = NULL;
