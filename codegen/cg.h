@@ -16,6 +16,11 @@
 typedef struct CgOptions {
     int elem_size;   /* 4: float32, 8: float64 (must equal plan->elem_size) */
     int opt_level;   /* 0..3; 2 by default */
+    /* Called, when set, as each stage of code generation ends, with its
+     * name ("llvm-lower", "llvm-opt", "llvm-jit", "llvm-object"), for
+     * --time-passes. */
+    void (*stage)(const char *stage, void *ud);
+    void *stage_ud;
 } CgOptions;
 
 typedef struct CgModule CgModule;

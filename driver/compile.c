@@ -14,7 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "codegen/cg.h"
 #include "frontend/lexer.h"
+#include "timing.h"
 
 /* ---- reading a model ------------------------------------------------------------ */
 
@@ -69,6 +71,23 @@ Model *load_model(Arena *a, Diags *d, const char *path) {
         return NULL;
     }
     return m;
+}
+
+CgModule *compile_programs(Diags *d, Graph *g, int64_t batch, unsigned mask, int elem_size,
+                           Timing *t, Plan **plan_out) {
+    ir_optimize_observed(g, timing_pass_observer, t);
+    Plan *plan = ir_plan_programs(g, batch, elem_size, mask);
+    timing_mark(t, "fuse and plan");
+    CgOptions co = {.elem_size = elem_size, .opt_level = 2, .stage = timing_stage_observer,
+                    .stage_ud = t};
+    CgModule *cg = cg_compile(g, plan, &co, d);
+    if (!cg) {
+        print_diags(d);
+        return NULL;
+    }
+    if (plan_out)
+        *plan_out = plan;
+    return cg;
 }
 
 /* ---- the model hash ----------------------------------------------------------- */

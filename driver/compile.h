@@ -15,6 +15,17 @@
  * it (diagnostics with their source lines) and return NULL. */
 Model *load_model(Arena *a, Diags *d, const char *path);
 
+struct CgModule;
+struct Timing;
+
+/* The JIT half of every compiling command: optimise g (timed by t, which
+ * may be NULL), plan the programs whose bit (1u << ProgramKind) is in mask
+ * for batches up to batch with elem_size (4 or 8), generate and JIT their
+ * code. *plan_out (may be NULL) gets the plan. NULL after printing the
+ * diagnostics. */
+struct CgModule *compile_programs(Diags *d, Graph *g, int64_t batch, unsigned mask,
+                                  int elem_size, struct Timing *t, Plan **plan_out);
+
 /* Print d's diagnostics to stderr, in colour on a terminal. */
 void print_diags(Diags *d);
 

@@ -98,6 +98,9 @@ typedef struct RunTrainOpts {
     int64_t epochs, steps, batch, seed, threads;
     int64_t save_every;    /* --save-every N epochs; 0: only at the end */
     double lr, split;
+    const char *plot;     /* --plot F.svg: the training curves, drawn at the end */
+    bool check_numerics;  /* --check-numerics (gradc only): stop at the first NaN or Inf */
+    bool time_passes;     /* --time-passes (gradc only): time per compile stage */
     bool have_lr, have_seed, have_split, quiet, help;
 } RunTrainOpts;
 
@@ -110,12 +113,14 @@ typedef struct RunPredictOpts {
     int64_t length, batch, seed, threads;
     int64_t top; /* --top K; 0: the outputs themselves */
     double temperature;
+    bool time_passes; /* gradc only */
     bool quiet, help;
 } RunPredictOpts;
 
 typedef struct RunEvalOpts {
     const char *model, *weights, *data;
     int64_t batch, threads;
+    bool time_passes; /* gradc only */
     bool quiet, help;
 } RunEvalOpts;
 

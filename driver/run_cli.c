@@ -101,6 +101,7 @@ static const char train_rest[] =
     "  --save-every N  also write it after every N finished epochs\n"
     "  --log F.jsonl   one JSON object per epoch: epoch, step, lr, loss, val_loss,\n"
     "                  accuracy, samples_per_s, seconds (a resumed run appends)\n"
+    "  --plot F.svg    draw the training curves (loss, val_loss, accuracy per epoch)\n"
     "  --threads N     OpenBLAS threads (default: OpenBLAS's choice)\n"
     "  -q, --quiet     no progress output\n"
     "  -h, --help      this text\n"
@@ -122,7 +123,9 @@ static void usage_train(FILE *f, const RunCli *c) {
               "  --optimizer R   the update rule, as in the train block: \"adam(lr = 3e-4)\";\n"
               "                  sgd momentum nesterov adagrad rmsprop adam adamw, or the\n"
               "                  model's own optimizer blocks\n"
-              "  --lr X          the rule's learning rate (replaces a schedule too)\n",
+              "  --lr X          the rule's learning rate (replaces a schedule too)\n"
+              "  --check-numerics  stop at the first NaN or Inf and say which op made it\n"
+              "  --time-passes   print the time each compile stage took\n",
               f);
     } else {
         fprintf(f,
@@ -193,7 +196,9 @@ static void usage_predict(FILE *f, const RunCli *c) {
                 c->invoke, b->path);
     fputs(predict_opts, f);
     if (!b)
-        fputs("  --batch N       rows per run of the predict program (default 256)\n", f);
+        fputs("  --batch N       rows per run of the predict program (default 256)\n"
+              "  --time-passes   print the time each compile stage took\n",
+              f);
     else
         fprintf(f, "  --batch N       rows per run of the predict program (default and at\n"
                    "                  most %lld, the batch it was built for)\n",
@@ -225,7 +230,9 @@ static void usage_eval(FILE *f, const RunCli *c) {
           "                  as train --data does\n",
           f);
     if (!b)
-        fputs("  --batch N       rows per run of the eval program (default 256)\n", f);
+        fputs("  --batch N       rows per run of the eval program (default 256)\n"
+              "  --time-passes   print the time each compile stage took\n",
+              f);
     else
         fprintf(f, "  --batch N       rows per run of the eval program (default and at most\n"
                    "                  %lld, the batch it was built for)\n",
@@ -266,6 +273,17 @@ static int parse_batch(const RunCli *c, const char *cmd, const char *v, int64_t 
 static int parse_threads(const RunCli *c, const char *cmd, const char *v, int64_t *threads) {
     if (!run_parse_i64(v, 1, threads) || *threads > 1024)
         return run_usage_error(c, cmd, "--threads expects a positive integer, got '%s'", v);
+    return 0;
+}
+
+/* --time-passes and --check-numerics: compile-time switches of gradc's JIT.
+ * In a built program, 0 after refusing them (RUN_EXIT_USAGE). */
+static int gradc_only(const RunCli *c, const char *cmd, const char *opt, bool *flag) {
+    if (c->built)
+        return run_usage_error(c, cmd, "%s: only gradc's own %s compiles the model "
+                                       "(gradc %s %s %s)",
+                               opt, cmd, cmd, c->built->path, opt);
+    *flag = true;
     return 0;
 }
 
@@ -325,6 +343,12 @@ int run_parse_train(const RunCli *c, int argc, char **argv, RunTrainOpts *o) {
             o->save = v;
         } else if ((v = run_opt_value(argc, argv, &i, "--log"))) {
             o->log = v;
+        } else if ((v = run_opt_value(argc, argv, &i, "--plot"))) {
+            o->plot = v;
+        } else if (!strcmp(a, "--check-numerics")) {
+            rc = gradc_only(c, "train", a, &o->check_numerics);
+        } else if (!strcmp(a, "--time-passes")) {
+            rc = gradc_only(c, "train", a, &o->time_passes);
         } else if (a[0] == '-') {
             rc = run_usage_error(c, "train", "unknown option '%s'", a);
         } else {
@@ -356,6 +380,8 @@ int run_parse_predict(const RunCli *c, int argc, char **argv, RunPredictOpts *o)
             return 0;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             o->quiet = true;
+        } else if (!strcmp(a, "--time-passes")) {
+            rc = gradc_only(c, "predict", a, &o->time_passes);
         } else if ((v = run_opt_value(argc, argv, &i, "--weights"))) {
             o->weights = v;
         } else if ((v = run_opt_value(argc, argv, &i, "--input"))) {
@@ -418,6 +444,8 @@ int run_parse_eval(const RunCli *c, int argc, char **argv, RunEvalOpts *o) {
             return 0;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             o->quiet = true;
+        } else if (!strcmp(a, "--time-passes")) {
+            rc = gradc_only(c, "eval", a, &o->time_passes);
         } else if ((v = run_opt_value(argc, argv, &i, "--weights"))) {
             o->weights = v;
         } else if ((v = run_opt_value(argc, argv, &i, "--data"))) {

@@ -286,6 +286,10 @@ void pass_simplify(Graph *g);               /* algebra: x*1, x+0, transposes int
 void pass_cse(Graph *g);                    /* common subexpressions */
 /* The passes in order, with the verifier between them in debug builds. */
 void ir_optimize(Graph *g);
+/* The same, calling after(g, name, ud) when each pass has run, with its
+ * name ("simplify", "cse", "dce"; a pass that runs twice is named twice). */
+typedef void (*PassObserver)(Graph *g, const char *pass, void *ud);
+void ir_optimize_observed(Graph *g, PassObserver after, void *ud);
 
 /* ---- programs, fusion, memory plan --------------------------------------- */
 

@@ -88,14 +88,22 @@ static void verify_or_die(Graph *g, const char *after) {
 #endif
 }
 
-void ir_optimize(Graph *g) {
+static void ran(Graph *g, const char *pass, PassObserver after, void *ud) {
+    verify_or_die(g, pass);
+    if (after)
+        after(g, pass, ud);
+}
+
+void ir_optimize_observed(Graph *g, PassObserver after, void *ud) {
     verify_or_die(g, "autodiff");
     pass_simplify(g);
-    verify_or_die(g, "simplify");
+    ran(g, "simplify", after, ud);
     pass_cse(g);
-    verify_or_die(g, "cse");
+    ran(g, "cse", after, ud);
     pass_simplify(g);
-    verify_or_die(g, "simplify");
+    ran(g, "simplify", after, ud);
     pass_dce(g);
-    verify_or_die(g, "dce");
+    ran(g, "dce", after, ud);
 }
+
+void ir_optimize(Graph *g) { ir_optimize_observed(g, NULL, NULL); }

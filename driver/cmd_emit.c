@@ -1,0 +1,102 @@
+/* cmd_emit.c: gradc emit, the compiled programs as IR, LLVM IR or assembly. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmds.h"
+#include "codegen/cg.h"
+#include "compile.h"
+#include "frontend/frontend.h"
+
+static const char usage_emit[] =
+    "usage: gradc emit M.nn [--ir | --llvm | --asm] [--batch N] [--optimizer R]\n"
+    "\n"
+    "Compiles the model for training as gradc train does and prints, to stdout:\n"
+    "  --ir            the graph after the optimisation passes and the kernels of\n"
+    "                  every program after fusion (the default)\n"
+    "  --llvm          the LLVM IR after LLVM's optimisation\n"
+    "  --asm           the host CPU's assembly\n"
+    "  --batch N       the largest batch to compile for (default: the train block's)\n"
+    "  --optimizer R   the update rule (default: the train block's)\n"
+    "  -h, --help      this text\n";
+
+/* ---- gradc emit --------------------------------------------------------------- */
+
+int cmd_emit(int argc, char **argv) {
+    const char *model = NULL, *optimizer = NULL;
+    enum { EMIT_IR, EMIT_LLVM, EMIT_ASM } what = EMIT_IR;
+    int64_t batch = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_emit, stdout);
+            return 0;
+        } else if (!strcmp(a, "--ir")) {
+            what = EMIT_IR;
+        } else if (!strcmp(a, "--llvm")) {
+            what = EMIT_LLVM;
+        } else if (!strcmp(a, "--asm")) {
+            what = EMIT_ASM;
+        } else if ((v = run_opt_value(argc, argv, &i, "--batch"))) {
+            if (!run_parse_i64(v, 1, &batch) || batch > (1 << 24))
+                return usage_error("emit", "--batch expects an integer from 1 to 16777216, got '%s'", v);
+        } else if ((v = run_opt_value(argc, argv, &i, "--optimizer"))) {
+            optimizer = v;
+        } else if (a[0] == '-') {
+            return usage_error("emit", "unknown option '%s'", a);
+        } else if (model) {
+            return usage_error("emit", "one model file at a time ('%s' and '%s')", model, a);
+        } else {
+            model = a;
+        }
+    }
+    if (!model)
+        return usage_error("emit", "no model file given");
+    Arena *a = arena_new();
+    Diags d;
+    diags_init(&d, a);
+    int rc = EXIT_USER;
+    CgModule *cg = NULL;
+    Model *m = load_model(a, &d, model);
+    if (!m)
+        goto out;
+    Graph *g = m->graph;
+    if (g->loss && !fe_build_training(m, &d, optimizer, NAN)) {
+        print_diags(&d);
+        goto out;
+    }
+    ir_optimize(g);
+    Plan *plan = ir_plan(g, batch ? batch : m->train.batch, 4);
+    if (what == EMIT_IR) {
+        ir_print_graph(stdout, g);
+        for (int k = 0; k < PROG_COUNT; k++)
+            if (plan->prog[k].roots.len) {
+                printf("\n");
+                ir_print_program(stdout, g, &plan->prog[k]);
+            }
+        rc = 0;
+        goto out;
+    }
+    CgOptions co = {.elem_size = 4, .opt_level = 2};
+    cg = cg_compile(g, plan, &co, &d);
+    if (!cg) {
+        print_diags(&d);
+        goto out;
+    }
+    char *err = NULL;
+    char *text = what == EMIT_LLVM ? cg_llvm_ir(cg) : cg_module_asm(cg, &err);
+    if (!text) {
+        fprintf(stderr, "gradc: error: %s\n", err ? err : "no code");
+        free(err);
+        goto out;
+    }
+    fputs(text, stdout);
+    free(text);
+    rc = 0;
+out:
+    cg_free(cg);
+    arena_free(a);
+    return rc;
+}
+
