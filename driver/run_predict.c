@@ -48,44 +48,6 @@ int run_predict_check(const RunCli *c, const RunPredictOpts *o, const RunModel *
     return 0;
 }
 
-/* Where predictions go: stdout, or a temporary file beside path that
- * finish_output renames into place. */
-typedef struct OutFile {
-    FILE *f;
-    char *tmp;
-} OutFile;
-
-static RtStatus open_output(RunPool *p, const char *path, OutFile *out, RtError *err) {
-    out->tmp = NULL;
-    if (!path) {
-        out->f = stdout;
-        return RT_OK;
-    }
-    out->tmp = run_printf(p, "%s.tmp.%ld", path, (long)getpid());
-    if (!(out->f = fopen(out->tmp, "w")))
-        return rt_fail(err, "cannot write '%s': %s", path, strerror(errno));
-    return RT_OK;
-}
-
-/* ok: everything was written; then flush, sync and rename into place. On
- * failure the temporary file is removed and path left as it was. */
-static RtStatus finish_output(const char *path, OutFile *out, bool ok, RtError *err) {
-    if (!out->tmp)
-        return fflush(stdout) == 0 || !ok ? RT_OK : rt_fail(err, "cannot write to stdout");
-    int e = 0;
-    if (ok && (fflush(out->f) != 0 || fsync(fileno(out->f)) != 0))
-        e = errno;
-    if (fclose(out->f) != 0 && !e)
-        e = errno;
-    if (ok && !e && rename(out->tmp, path) != 0)
-        e = errno;
-    if (!ok || e) {
-        unlink(out->tmp);
-        return ok ? rt_fail(err, "cannot write '%s': %s", path, strerror(e)) : RT_FAIL;
-    }
-    return RT_OK;
-}
-
 /* Text generation from --prompt with the vocabulary in the weights. */
 static RtStatus generate(const RunModel *m, const RunPredictOpts *o, RtSession *s, FILE *out,
                          RtError *err) {
@@ -136,7 +98,7 @@ int run_predict(const RunCli *c, const RunPredictOpts *o, const RunModel *model)
     RtSession s = {0};
     RtDataset data = {0};
     RtError err;
-    OutFile out = {0};
+    RunOut out = {0};
     bool text = model->data.kind == RUN_DATA_TEXT;
     /* Rows per run of the predict program: --batch (gradc compiled for it). */
     RunModel mm = *model;
@@ -157,12 +119,12 @@ int run_predict(const RunCli *c, const RunPredictOpts *o, const RunModel *model)
         if (st != RT_OK)
             goto rt_error;
     }
-    if (open_output(&pool, o->output, &out, &err) != RT_OK)
+    if (run_out_open(o->output, &out, &err) != RT_OK)
         goto rt_error;
     RtStatus st = text     ? generate(m, o, &s, out.f, &err)
                   : o->top ? predict_top(o, &s, &data, out.f, &err)
                            : rt_predict(&s, &data, out.f, &err);
-    if (finish_output(o->output, &out, st == RT_OK, &err) != RT_OK || st != RT_OK)
+    if (run_out_finish(o->output, &out, st == RT_OK, &err) != RT_OK || st != RT_OK)
         goto rt_error;
     if (o->output && !o->quiet) {
         if (text)

@@ -5,6 +5,7 @@
 #define GRADC_TESTS_CLI_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +114,16 @@ static inline void assert_same_file(const char *a, const char *b) {
         fail_msg("%s and %s differ", a, b);
     free(x);
     free(y);
+}
+
+/* Whether the file at path is well-formed XML, by xmllint (Debian's
+ * libxml2-utils, which .ci/run installs): an independent parser. */
+static inline bool xml_well_formed(const char *path) {
+    if (system("command -v xmllint >/dev/null 2>&1") != 0)
+        fail_msg("xmllint is not installed (apt-get install libxml2-utils)");
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "xmllint --noout '%s'", path);
+    return system(cmd) == 0;
 }
 
 /* The main of a CLI test: the tests in a fresh temporary directory
