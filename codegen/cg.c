@@ -2,7 +2,8 @@
  *
  * Owns the order of a compile: lower every program (lower.c), verify and
  * optimise for the host (jit.c), keep the optimised IR as text, hand the
- * module to the JIT and look up each program's entry point. Every LLVM or
+ * module to the JIT and look up each program's entry point, telling
+ * CgOptions.stage as each stage ends (--time-passes). Every LLVM or
  * JIT failure becomes one diagnostic with LLVM's message; nothing leaks on
  * any path. Must not build IR (lower.c) or call ORC itself (jit.c).
  */
@@ -26,6 +27,12 @@ struct CgModule {
 static void fail(Diags *d, const char *what, char *err) {
     diag_error(d, (Loc){0}, "%s: %s", what, err ? err : "unknown error");
     free(err);
+}
+
+/* The stage that just ended, to o->stage (--time-passes). */
+static void stage(const CgOptions *o, const char *name) {
+    if (o->stage)
+        o->stage(name, o->stage_ud);
 }
 
 static char *copy_str(const char *s) {
@@ -55,17 +62,27 @@ CgModule *cg_compile(const Graph *g, const Plan *plan, const CgOptions *o, Diags
         return NULL;
     }
 
+    LLVMTargetMachineRef tm = cg_host_target_machine(opt.opt_level, &err);
+    if (!tm) {
+        fail(d, "cannot target the host CPU", err);
+        cg_free(m);
+        return NULL;
+    }
+    stage(&opt, "llvm-setup");
     Arena *a = arena_new();
     const char *names[PROG_COUNT];
     LLVMModuleRef mod = cg_lower(cg_jit_context(m->jit), g, plan, opt.elem_size, a, names);
-    LLVMTargetMachineRef tm = cg_host_target_machine(opt.opt_level, &err);
-    bool ok = tm != NULL;
+    stage(&opt, "llvm-lower");
+    bool ok = cg_verify(mod, tm, &err);
     if (!ok)
-        fail(d, "cannot target the host CPU", err);
-    else if (!(ok = cg_optimize(mod, tm, opt.opt_level, &err)))
         fail(d, "cannot optimise the generated code", err);
-    if (tm)
-        LLVMDisposeTargetMachine(tm);
+    else
+        stage(&opt, "llvm-verify");
+    if (ok && !(ok = cg_run_passes(mod, tm, opt.opt_level, &err)))
+        fail(d, "cannot optimise the generated code", err);
+    else if (ok)
+        stage(&opt, "llvm-opt");
+    LLVMDisposeTargetMachine(tm);
     if (ok) {
         char *text = LLVMPrintModuleToString(mod);
         m->ir = copy_str(text);
@@ -73,6 +90,8 @@ CgModule *cg_compile(const Graph *g, const Plan *plan, const CgOptions *o, Diags
         if (!m->ir) {
             diag_error(d, (Loc){0}, "out of memory for the module's IR text");
             ok = false;
+        } else {
+            stage(&opt, "llvm-ir-text");
         }
     }
     if (!ok)
@@ -91,6 +110,8 @@ CgModule *cg_compile(const Graph *g, const Plan *plan, const CgOptions *o, Diags
         _Static_assert(sizeof m->fn[k] == sizeof addr, "function and data pointers differ");
         memcpy(&m->fn[k], &addr, sizeof addr);
     }
+    if (ok)
+        stage(&opt, "llvm-jit");
     arena_free(a);
     if (!ok) {
         cg_free(m);
@@ -188,23 +209,35 @@ bool cg_emit_object(const Graph *g, const Plan *plan, const CgOptions *o, const 
         return false;
     }
     cg_llvm_init();
-    LLVMContextRef ctx = LLVMContextCreate();
-    Arena *a = arena_new();
-    const char *names[PROG_COUNT];
-    LLVMModuleRef mod = cg_lower(ctx, g, plan, opt.elem_size, a, names);
     char *err = NULL;
     bool native = !strcmp(target, "native");
     LLVMTargetMachineRef tm = native ? cg_host_target_machine(opt.opt_level, &err)
                                      : cg_target_machine(target, opt.opt_level, &err);
-    bool ok = tm != NULL;
+    if (!tm) {
+        diag_error(d, (Loc){0}, "cannot target %s: %s", target, err ? err : "unknown error");
+        free(err);
+        return false;
+    }
+    LLVMContextRef ctx = LLVMContextCreate();
+    stage(&opt, "llvm-setup");
+    Arena *a = arena_new();
+    const char *names[PROG_COUNT];
+    LLVMModuleRef mod = cg_lower(ctx, g, plan, opt.elem_size, a, names);
+    stage(&opt, "llvm-lower");
+    bool ok = cg_verify(mod, tm, &err);
     if (!ok)
-        fail(d, arena_printf(a, "cannot target %s", target), err);
-    else if (!(ok = cg_optimize(mod, tm, opt.opt_level, &err)))
         fail(d, "cannot optimise the generated code", err);
-    else if (!(ok = cg_emit_object_file(mod, tm, path, &err)))
+    else
+        stage(&opt, "llvm-verify");
+    if (ok && !(ok = cg_run_passes(mod, tm, opt.opt_level, &err)))
+        fail(d, "cannot optimise the generated code", err);
+    else if (ok)
+        stage(&opt, "llvm-opt");
+    if (ok && !(ok = cg_emit_object_file(mod, tm, path, &err)))
         fail(d, "cannot emit the object file", err);
-    if (tm)
-        LLVMDisposeTargetMachine(tm);
+    else if (ok)
+        stage(&opt, "llvm-object");
+    LLVMDisposeTargetMachine(tm);
     LLVMDisposeModule(mod);
     LLVMContextDispose(ctx);
     arena_free(a);

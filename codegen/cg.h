@@ -17,8 +17,13 @@ typedef struct CgOptions {
     int elem_size;   /* 4: float32, 8: float64 (must equal plan->elem_size) */
     int opt_level;   /* 0..3; 2 by default */
     /* Called, when set, as each stage of code generation ends, with its
-     * name ("llvm-lower", "llvm-opt", "llvm-jit", "llvm-object"), for
-     * --time-passes. */
+     * name, for --time-passes: "llvm-setup" (the target machine, and for
+     * cg_compile the JIT), "llvm-lower" (building the LLVM IR),
+     * "llvm-verify" (LLVM's verifier), "llvm-opt" (the pass pipeline);
+     * then cg_compile's "llvm-ir-text" (keeping the optimised IR as text)
+     * and "llvm-jit" (ORC compiles the module to machine code), or
+     * cg_emit_object's "llvm-object" (machine code into the object file).
+     * A stage that fails is not reported, nor any after it. */
     void (*stage)(const char *stage, void *ud);
     void *stage_ud;
 } CgOptions;

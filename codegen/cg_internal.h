@@ -30,8 +30,15 @@ LLVMTargetMachineRef cg_target_machine(const char *cpu, int opt_level, char **er
  * *err (malloc'ed) on failure. */
 bool cg_emit_object_file(LLVMModuleRef m, LLVMTargetMachineRef tm, const char *path, char **err);
 /* Set m's triple and data layout from tm, verify it, run the
- * "default<O<level>>" pipeline. false and *err (malloc'ed) on failure. */
+ * "default<O<level>>" pipeline. false and *err (malloc'ed) on failure.
+ * The same as cg_verify, then cg_run_passes (timed apart for
+ * --time-passes). */
 bool cg_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm, int opt_level, char **err);
+/* Set m's triple and data layout from tm and run LLVM's verifier on it:
+ * false and *err ("invalid LLVM IR: ...") when it is broken. */
+bool cg_verify(LLVMModuleRef m, LLVMTargetMachineRef tm, char **err);
+/* The "default<O<level>>" pipeline on m, which cg_verify accepted. */
+bool cg_run_passes(LLVMModuleRef m, LLVMTargetMachineRef tm, int opt_level, char **err);
 /* A JIT for the host. Symbols the generated code may call (cblas_sgemm,
  * cblas_dgemm, and the C library's math functions) are defined as absolute
  * addresses, so they resolve whatever the linker kept. */

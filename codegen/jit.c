@@ -156,11 +156,17 @@ static bool verify(LLVMModuleRef m, char **err) {
     return !bad;
 }
 
-bool cg_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm, int opt_level, char **err) {
-    gc_assert(opt_level >= 0 && opt_level <= 3);
+bool cg_verify(LLVMModuleRef m, LLVMTargetMachineRef tm, char **err) {
     set_target(m, tm);
-    if (!verify(m, err))
-        return false;
+    return verify(m, err);
+}
+
+bool cg_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm, int opt_level, char **err) {
+    return cg_verify(m, tm, err) && cg_run_passes(m, tm, opt_level, err);
+}
+
+bool cg_run_passes(LLVMModuleRef m, LLVMTargetMachineRef tm, int opt_level, char **err) {
+    gc_assert(opt_level >= 0 && opt_level <= 3);
     static const char *const pipelines[] = {"default<O0>", "default<O1>", "default<O2>",
                                             "default<O3>"};
     LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();

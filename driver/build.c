@@ -27,6 +27,7 @@
 
 #include "build.h"
 #include "run.h"
+#include "timing.h"
 
 /* Where the build tree and the sources were when gradc was compiled
  * (driver/CMakeLists.txt), for a gradc run from elsewhere. */
@@ -70,6 +71,7 @@ static const char usage_build[] =
     "                  train block's batch); PROG train --batch may be smaller\n"
     "  --lib           a C library instead of a program: NAME.o and NAME.h\n"
     "  -q, --quiet     no summary line\n"
+    "  --time-passes   time each stage, the C compiler's included (on stderr)\n"
     "  -h, --help      this text\n";
 
 /* ---- the tools ---------------------------------------------------------------------- */
@@ -377,6 +379,7 @@ static RtStatus build_program(const BuildModel *b, const RunModel *r, const char
     const char *c_file = arena_printf(a, "%s/program.c", b->tmpdir);
     if (write_program_c(b, r, c_file, err) != RT_OK)
         return RT_FAIL;
+    timing_mark(b->timing, "C source");
     const char *tmp = arena_printf(a, "%s.tmp.%ld", out, (long)getpid());
     const char *cmd = arena_printf(a, "%s %s -std=c11 -O2 -I%s -o %s %s %s %s %s %s -lz -lm "
                                       "-lpthread",
@@ -387,6 +390,7 @@ static RtStatus build_program(const BuildModel *b, const RunModel *r, const char
         unlink(tmp);
         return RT_FAIL;
     }
+    timing_mark(b->timing, "cc");
     if (rename(tmp, out) != 0) {
         int e = errno;
         unlink(tmp);
@@ -400,7 +404,7 @@ static RtStatus build_program(const BuildModel *b, const RunModel *r, const char
 typedef struct BuildOpts {
     const char *model, *out, *target, *optimizer;
     int64_t batch;
-    bool lib, quiet;
+    bool lib, quiet, time_passes;
 } BuildOpts;
 
 static const RunCli gradc_cli = {.name = "gradc", .invoke = "gradc", .built = NULL};
@@ -417,6 +421,8 @@ static int parse_build_opts(int argc, char **argv, BuildOpts *o) {
             o->quiet = true;
         } else if (!strcmp(a, "--lib")) {
             o->lib = true;
+        } else if (!strcmp(a, "--time-passes")) {
+            o->time_passes = true;
         } else if ((v = run_opt_value(argc, argv, &i, "-o"))) {
             o->out = v;
         } else if ((v = run_opt_value(argc, argv, &i, "--target"))) {
@@ -493,10 +499,13 @@ int cmd_build(int argc, char **argv) {
     rc = RUN_EXIT_USER;
     char *tmpdir = NULL;
     RtError err;
+    Timing tm;
+    timing_start(&tm, o.time_passes);
 
     Model *m = load_model(a, &d, o.model);
     if (!m || !writable_dir_of(a, o.out))
         goto out;
+    timing_mark(&tm, "front end");
     Graph *g = m->graph;
     if (!g->loss) {
         fprintf(stderr, "%s: error: the model has no 'loss = ...' statement, so there is nothing "
@@ -514,15 +523,18 @@ int cmd_build(int argc, char **argv) {
         print_diags(&d);
         goto out;
     }
-    ir_optimize(g);
+    timing_mark(&tm, "autodiff and update");
+    ir_optimize_observed(g, timing_pass_observer, &tm);
     /* gradc train's plan (every program but the gradient check's), so that
      * the arena layout and the code are the JIT's. */
     int64_t batch = o.batch > 0 ? o.batch : m->train.batch;
     Plan *plan = ir_plan_programs(g, batch, 4, ~(1u << PROG_GRAD));
+    timing_mark(&tm, "fuse and plan");
     if (!(tmpdir = scratch_dir(a)))
         goto out;
     const char *object = arena_printf(a, "%s/model.o", tmpdir);
-    CgOptions co = {.elem_size = 4, .opt_level = 2};
+    CgOptions co = {.elem_size = 4, .opt_level = 2, .stage = timing_stage_observer,
+                    .stage_ud = &tm};
     if (!cg_emit_object(g, plan, &co, o.target, object, &d)) {
         print_diags(&d);
         goto out;
@@ -533,7 +545,8 @@ int cmd_build(int argc, char **argv) {
         [PROG_PREDICT] = "predict"};
     BuildModel b = {.a = a, .m = m, .g = g, .plan = plan, .object = object, .tmpdir = tmpdir,
                     .target = o.target, .cpu_features = cg_target_cpu_features(o.target),
-                    .optimizer = o.optimizer, .hash = r.hash, .batch = batch};
+                    .optimizer = o.optimizer, .hash = r.hash, .batch = batch,
+                    .timing = &tm};
     RtFn fns[PROG_COUNT] = {0};
     for (int k = 0; k < PROG_COUNT; k++)
         if (plan->prog[k].roots.len)
@@ -553,6 +566,7 @@ int cmd_build(int argc, char **argv) {
     if (!o.quiet)
         printf("gradc: built %s%s from %s for %s in %.0f ms (code %.0f ms)\n", o.out,
                o.lib ? ".o and .h" : "", o.model, o.target, run_now_ms() - t0, compile_ms);
+    timing_print(&tm, stderr);
     rc = 0;
 out:
     if (tmpdir)

@@ -35,6 +35,7 @@ typedef struct BuildModel {
     const char *optimizer; /* the --optimizer text it was compiled with; NULL: the train block's */
     const char *hash;   /* the model hash gradc train stores (ckpt_model_hash with optimizer) */
     int64_t batch;      /* the largest batch it was compiled for (rm->max_batch) */
+    struct Timing *timing; /* --time-passes: each step marks its stage ("cc"); may be NULL */
 } BuildModel;
 
 /* The C compiler: $CC, else "cc". */

@@ -28,6 +28,7 @@
 
 #include "build.h"
 #include "compile.h"
+#include "timing.h"
 
 /* ---- the tools ------------------------------------------------------------------
  * build.c finds the C compiler, the runtime and its headers, and runs
@@ -777,6 +778,7 @@ RtStatus build_library(const BuildModel *b, const char *out, RtError *err) {
     if (write_text(hdr, write_header, &L, err) != RT_OK ||
         write_text(src, write_source, &L, err) != RT_OK)
         return RT_FAIL;
+    timing_mark(b->timing, "C source");
 
     /* The API's symbols: the only globals left. */
     FILE *kf = fopen(keep, "w");
@@ -804,23 +806,25 @@ RtStatus build_library(const BuildModel *b, const char *out, RtError *err) {
     /* The model's code with its entry points renamed; the wrappers compiled;
      * the two and the whole runtime joined; all but the API made local. */
     const struct {
-        const char *what, *cmd;
+        const char *stage, *what, *cmd;
     } steps[] = {
-        {"renaming the model's entry points",
+        {"objcopy", "renaming the model's entry points",
          arena_printf(a, "%s%s %s %s", objcopy, rename_args, build_shell_quote(a, b->object), build_shell_quote(a, code_o))},
-        {"compiling the library's functions",
+        {"cc", "compiling the library's functions",
          arena_printf(a, "%s -std=c11 -O2 -fPIC -I%s -I%s -c %s -o %s", build_cc(), build_shell_quote(a, T),
                       build_shell_quote(a, inc), build_shell_quote(a, src), build_shell_quote(a, wrap_o))},
-        {"linking the library",
+        {"ld", "linking the library",
          arena_printf(a, "%s -r -d -o %s %s %s --whole-archive %s --no-whole-archive", ld,
                       build_shell_quote(a, joined_o), build_shell_quote(a, code_o), build_shell_quote(a, wrap_o), build_shell_quote(a, rtlib))},
-        {"hiding the library's internal symbols",
+        {"objcopy", "hiding the library's internal symbols",
          arena_printf(a, "%s --keep-global-symbols=%s %s %s", objcopy, build_shell_quote(a, keep),
                       build_shell_quote(a, joined_o), build_shell_quote(a, final_o))},
     };
-    for (size_t i = 0; i < sizeof steps / sizeof *steps; i++)
+    for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
         if (build_run(b, steps[i].what, steps[i].cmd, err) != RT_OK)
             return RT_FAIL;
+        timing_mark(b->timing, steps[i].stage);
+    }
 
     const char *dst_o = arena_printf(a, "%s/%s.o", dir, L.name);
     const char *dst_h = arena_printf(a, "%s/%s.h", dir, L.name);
@@ -842,5 +846,6 @@ RtStatus build_library(const BuildModel *b, const char *out, RtError *err) {
         unlink(tmp_h);
         return rt_fail(err, "cannot write '%s': %s", dst_h, strerror(e));
     }
+    timing_mark(b->timing, "install");
     return RT_OK;
 }

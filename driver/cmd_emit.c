@@ -1,4 +1,5 @@
-/* cmd_emit.c: gradc emit, the compiled programs as IR, LLVM IR or assembly. */
+/* cmd_emit.c: gradc emit, the compiled programs as IR, LLVM IR or assembly;
+ * with --time-passes, the time of each compile stage on stderr. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,9 +9,11 @@
 #include "codegen/cg.h"
 #include "compile.h"
 #include "frontend/frontend.h"
+#include "timing.h"
 
 static const char usage_emit[] =
     "usage: gradc emit M.nn [--ir | --llvm | --asm] [--batch N] [--optimizer R]\n"
+    "                       [--time-passes]\n"
     "\n"
     "Compiles the model for training as gradc train does and prints, to stdout:\n"
     "  --ir            the graph after the optimisation passes and the kernels of\n"
@@ -19,6 +22,7 @@ static const char usage_emit[] =
     "  --asm           the host CPU's assembly\n"
     "  --batch N       the largest batch to compile for (default: the train block's)\n"
     "  --optimizer R   the update rule (default: the train block's)\n"
+    "  --time-passes   time each compile stage (on stderr)\n"
     "  -h, --help      this text\n";
 
 /* ---- gradc emit --------------------------------------------------------------- */
@@ -27,6 +31,7 @@ int cmd_emit(int argc, char **argv) {
     const char *model = NULL, *optimizer = NULL;
     enum { EMIT_IR, EMIT_LLVM, EMIT_ASM } what = EMIT_IR;
     int64_t batch = 0;
+    bool time_passes = false;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -38,6 +43,8 @@ int cmd_emit(int argc, char **argv) {
             what = EMIT_LLVM;
         } else if (!strcmp(a, "--asm")) {
             what = EMIT_ASM;
+        } else if (!strcmp(a, "--time-passes")) {
+            time_passes = true;
         } else if ((v = run_opt_value(argc, argv, &i, "--batch"))) {
             if (!run_parse_i64(v, 1, &batch) || batch > (1 << 24))
                 return usage_error("emit", "--batch expects an integer from 1 to 16777216, got '%s'", v);
@@ -58,16 +65,23 @@ int cmd_emit(int argc, char **argv) {
     diags_init(&d, a);
     int rc = EXIT_USER;
     CgModule *cg = NULL;
+    Timing tm;
+    timing_start(&tm, time_passes);
     Model *m = load_model(a, &d, model);
     if (!m)
         goto out;
+    timing_mark(&tm, "front end");
     Graph *g = m->graph;
-    if (g->loss && !fe_build_training(m, &d, optimizer, NAN)) {
-        print_diags(&d);
-        goto out;
+    if (g->loss) {
+        if (!fe_build_training(m, &d, optimizer, NAN)) {
+            print_diags(&d);
+            goto out;
+        }
+        timing_mark(&tm, "autodiff and update");
     }
-    ir_optimize(g);
+    ir_optimize_observed(g, timing_pass_observer, &tm);
     Plan *plan = ir_plan(g, batch ? batch : m->train.batch, 4);
+    timing_mark(&tm, "fuse and plan");
     if (what == EMIT_IR) {
         ir_print_graph(stdout, g);
         for (int k = 0; k < PROG_COUNT; k++)
@@ -75,10 +89,14 @@ int cmd_emit(int argc, char **argv) {
                 printf("\n");
                 ir_print_program(stdout, g, &plan->prog[k]);
             }
+        fflush(stdout);
+        timing_mark(&tm, "print");
+        timing_print(&tm, stderr);
         rc = 0;
         goto out;
     }
-    CgOptions co = {.elem_size = 4, .opt_level = 2};
+    CgOptions co = {.elem_size = 4, .opt_level = 2, .stage = timing_stage_observer,
+                    .stage_ud = &tm};
     cg = cg_compile(g, plan, &co, &d);
     if (!cg) {
         print_diags(&d);
@@ -91,8 +109,13 @@ int cmd_emit(int argc, char **argv) {
         free(err);
         goto out;
     }
+    if (what == EMIT_ASM)
+        timing_mark(&tm, "llvm-asm");
     fputs(text, stdout);
     free(text);
+    fflush(stdout);
+    timing_mark(&tm, "print");
+    timing_print(&tm, stderr);
     rc = 0;
 out:
     cg_free(cg);
