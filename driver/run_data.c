@@ -220,6 +220,40 @@ RtStatus run_load_inputs(RunPool *p, const RunModel *m, int ninputs, const char 
                    f);
 }
 
+RtStatus run_load_batch(const RunModel *m, const char *weights, RtSession *s, int64_t batch,
+                        int64_t *nrows, int64_t *total, RtError *err) {
+    RunPool pool = {0};
+    RunKnown known = {0};
+    RtDataset d = {0};
+    RunModel mm = *m;
+    mm.rm = s->m;
+    RtStatus st = run_known_from(weights, &known, err);
+    if (st == RT_OK)
+        st = run_load_data(&pool, &mm, NULL, NULL, &known, NULL, &d, err);
+    if (st == RT_OK && d.n < 1)
+        st = rt_fail(err, "%s: the data source has no rows", data_path(&m->data, 0));
+    if (st == RT_OK) {
+        int64_t nb = batch < d.n ? batch : d.n;
+        /* Rows [0, nb), as rt_train lays a batch out: row-major, batch first. */
+        for (int i = 0; i < s->m->ninputs; i++) {
+            const RtTensor *t = &s->m->inputs[i];
+            size_t elem = t->dtype == RT_INT ? sizeof(int32_t) : (size_t)s->m->elem_size;
+            size_t row = (size_t)d.row_elems[i] * elem;
+            int64_t stride = d.row_stride && d.row_stride[i] ? d.row_stride[i] : d.row_elems[i];
+            char *dst = rt_ptr(s, t);
+            for (int64_t r = 0; r < nb; r++)
+                memcpy(dst + (size_t)r * row, (const char *)d.data[i] + (size_t)(r * stride) * elem,
+                       row);
+        }
+        *nrows = nb;
+        *total = d.n;
+    }
+    rt_dataset_free(&d);
+    run_known_free(&known);
+    run_pool_free(&pool);
+    return st;
+}
+
 const RtModel *run_batch_model(RunPool *p, const RtModel *rm, int64_t batch) {
     if (batch <= 0 || batch >= rm->max_batch)
         return rm;

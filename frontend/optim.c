@@ -530,7 +530,8 @@ bool fe_build_training(Model *m, Diags *d, const char *text, double lr) {
     if (!rule)
         return false;
 
-    ad_backward(g);
+    if (!ad_backward(g))
+        return false; /* ops without a gradient rule, reported */
     Node **grads = arena_alloc(L->a, sizeof *grads * (size_t)(g->params.len + 1));
     for (int i = 0; i < g->params.len; i++)
         grads[i] = g->params.items[i].grad;

@@ -9,7 +9,13 @@
  * Every op of ops.def has a rule grad_<name>(g, n, dy, i): the contribution
  * of n's adjoint dy to the adjoint of n->src[i], in n's shape for elementwise
  * ops (unbroadcast by the caller) or src[i]'s shape otherwise; NULL when no
- * gradient flows to that source.
+ * gradient flows to that source (piecewise constant ops, integer sources).
+ *
+ * Derivative coverage: a NULL entry of grad_rules means the op has no rule
+ * (today every op has one; the test hook Graph.test_no_grad pretends some
+ * do not). Before differentiating, ad_backward finds every use of such an
+ * op between a parameter and the loss and reports them all at once, rather
+ * than failing at the first.
  */
 #include "ir.h"
 
@@ -22,6 +28,7 @@ typedef Node *(*GradRule)(Graph *g, Node *n, Node *dy, int i);
 #include "ops.def"
 #undef X
 
+/* The rule of each op; NULL: the op has no gradient rule. */
 static const GradRule grad_rules[OP_COUNT] = {
 #define X(id, name, arity, flags, shape, doc) [OP_##id] = grad_##name,
 #include "ops.def"
@@ -248,12 +255,10 @@ static Node *grad_div(Graph *g, Node *n, Node *dy, int i) {
 
 /* d max(a, b) = g * (a >= b), g * (b > a): ties go to a */
 static Node *grad_maximum(Graph *g, Node *n, Node *dy, int i) {
+    MATH(i == 1 ? "g * (b > a)" : "g * (a >= b)");
     Node *b_wins = ir_unary(g, OP_STEP, sub(g, n, n->src[1], n->src[0]), L);
-    if (i == 1) {
-        MATH("g * (b > a)");
+    if (i == 1)
         return mul(g, n, dy, b_wins);
-    }
-    MATH("g * (a >= b)");
     return mul(g, n, dy, sub(g, n, cst(g, n, 1), b_wins));
 }
 
@@ -262,13 +267,13 @@ static Node *grad_maximum(Graph *g, Node *n, Node *dy, int i) {
  *   d/dy = g * (log(1 - p) - log p), both clamped */
 static Node *grad_bce(Graph *g, Node *n, Node *dy, int i) {
     Node *p = n->src[0], *y = n->src[1];
+    MATH(i == 0 ? "g * (p - y) / max(p * (1 - p), 1e-12)"
+                : "g * (max(log(1 - p), -100) - max(log(p), -100))");
     Node *one = cst(g, n, 1);
     if (i == 0) {
-        MATH("g * (p - y) / max(p * (1 - p), 1e-12)");
         Node *den = ir_binary(g, OP_MAX, mul(g, n, p, sub(g, n, one, p)), cst(g, n, 1e-12), L);
         return mul(g, n, dy, dvd(g, n, sub(g, n, p, y), den));
     }
-    MATH("g * (max(log(1 - p), -100) - max(log(p), -100))");
     Node *lo = cst(g, n, -100);
     Node *l1p = ir_binary(g, OP_MAX, ir_unary(g, OP_LOG, sub(g, n, one, p), L), lo, L);
     Node *lp = ir_binary(g, OP_MAX, ir_unary(g, OP_LOG, p, L), lo, L);
@@ -456,6 +461,47 @@ static Node *grad_xent(Graph *g, Node *n, Node *dy, int i) {
 
 /* ---- the pass ---------------------------------------------------------------- */
 
+/* Is name one of the comma-separated names of list (NULL: none)? */
+static bool in_list(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = list; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && !strncmp(p, name, n))
+            return true;
+        p = end ? end + 1 : p + len;
+    }
+    return false;
+}
+
+/* The rule of op, or NULL when it has none (or Graph.test_no_grad says so). */
+static GradRule rule_of(const Graph *g, Op op) {
+    return in_list(g->test_no_grad, op_info[op].name) ? NULL : grad_rules[op];
+}
+
+/* Derivative coverage: every non-leaf node on a path from a parameter to the
+ * loss (dep and used) needs a rule. Reports each use without one, once per
+ * op and source location; true when there is none. */
+static bool check_coverage(Graph *g, const bool *dep, const bool *used, int n0) {
+    bool ok = true;
+    for (int k = 0; k < n0; k++) {
+        Node *x = g->nodes.items[k];
+        if (!dep[k] || !used[k] || op_has(x->op, OPF_LEAF) || rule_of(g, x->op))
+            continue;
+        bool seen = false;
+        for (int j = 0; j < k && !seen; j++) {
+            Node *y = g->nodes.items[j];
+            seen = dep[j] && used[j] && y->op == x->op && y->loc.file == x->loc.file &&
+                   y->loc.line == x->loc.line && y->loc.col == x->loc.col;
+        }
+        if (!seen)
+            diag_error(g->diags, x->loc, "'%s' has no gradient rule; gradc cannot train through it",
+                       op_info[x->op].name);
+        ok = false;
+    }
+    return ok;
+}
+
 /* Adds c to the adjoint of x. */
 static void accumulate(Graph *g, Node **adj, Node *x, Node *c, Loc loc) {
     if (!adj[x->id]) {
@@ -466,11 +512,9 @@ static void accumulate(Graph *g, Node **adj, Node *x, Node *c, Loc loc) {
     adj[x->id] = ir_binary(g, OP_ADD, adj[x->id], c, loc);
 }
 
-void ad_backward(Graph *g) {
+bool ad_backward(Graph *g) {
     gc_assert(g->loss && g->loss->shape.rank == 0);
     int n0 = g->nodes.len;
-    g->grad_start = n0;
-    g->has_grad = true;
     /* Which nodes depend on a parameter, and which the loss depends on. */
     bool *dep = arena_alloc(g->arena, (size_t)n0);
     bool *used = arena_alloc(g->arena, (size_t)n0);
@@ -487,6 +531,10 @@ void ad_backward(Graph *g) {
             for (int s = 0; s < x->nsrc; s++)
                 used[x->src[s]->id] = true;
     }
+    if (!check_coverage(g, dep, used, n0))
+        return false;
+    g->grad_start = n0;
+    g->has_grad = true;
 
     Node **adj = arena_alloc(g->arena, sizeof(Node *) * (size_t)n0);
     g->cur_rule = "seed";
@@ -506,9 +554,13 @@ void ad_backward(Graph *g) {
             Node *src = x->src[s];
             if (!dep[src->id] || !used[src->id])
                 continue;
-            Node *c = grad_rules[x->op](g, x, adj[k], s);
+            Node *c = rule_of(g, x->op)(g, x, adj[k], s);
             if (!c)
                 continue;
+            if (g->test_broken_grad && !strcmp(g->test_broken_grad, op_info[x->op].name)) {
+                g->cur_math = "a deliberately wrong rule: 1.25 * the right one (test hook)";
+                c = ir_binary(g, OP_MUL, c, ir_const(g, 1.25, x->loc), x->loc);
+            }
             if (op_has(x->op, OPF_ELEMWISE))
                 c = unbroadcast(g, x, c, &src->shape);
             gc_assert(shape_eq(&c->shape, &src->shape));
@@ -531,4 +583,5 @@ void ad_backward(Graph *g) {
     }
     g->cur_rule = g->cur_math = NULL;
     g->cur_origin = NULL;
+    return true;
 }
