@@ -42,6 +42,7 @@ typedef struct Lower {
     LLVMBuilderRef b;
     LLVMTypeRef elem, i1, i32, i64, ptr, vd;
     const Graph *g;
+    const Plan *plan;
     const Program *p; /* the program being built */
     Arena *a;
 } Lower;

@@ -15,6 +15,16 @@
  *       kernel in order with arena + the planned offset of each buffer
  *   void m_p_k<i>(ptr noalias buf..., i64 batch)    internal: kernel i, one
  *       pointer per distinct buffer it touches
+ * A program that checks numerics (Program.check_numerics) differs in three
+ * places only: each kernel function returns i1, true when a value it stored
+ * is NaN or Inf (a fused loop or-reduces !(|v| < inf) over the values it
+ * stores; a kernel op scans its output after computing it); an update
+ * kernel also stores each old value it overwrites at the same index of the
+ * destination's backup (Plan.numerics_backup); and m_p, after a kernel that
+ * returned true, stores the kernel's index + 1 as an i64 at the status
+ * word (Plan.numerics_status), copies every parameter and state the update
+ * kernels so far overwrote back from its backup, and returns. So a failed
+ * check leaves the parameters and states as they were before the run.
  * Tensors are contiguous row-major at their offsets: float tensors hold the
  * element type (float or double), integer tensors i32.
  *
@@ -538,7 +548,51 @@ static const Node *kernel_root(const Kernel *kr, int r) {
     return r == 0 ? kr->root : kr->more.items[r - 1];
 }
 
-static void emit_fused(Kern *k) {
+/* ---- numerics checks (Program.check_numerics) ---------------------------------- */
+
+static bool checking(const Kern *k) { return k->L->p->check_numerics; }
+
+/* bad | !(|v| < inf): NaN and both infinities set it, every finite v leaves
+ * it (a compare and an or: the loops stay vectorised). */
+static LLVMValueRef or_nonfinite(Kern *k, LLVMValueRef bad, LLVMValueRef v) {
+    LLVMValueRef a = cg_emit_intrinsic1(k->b, k->L->mod, "llvm.fabs", v);
+    return LLVMBuildOr(k->b, bad, fcmp(k, LLVMRealUGE, a, cfp(k, INFINITY)), "");
+}
+
+/* Where update kernels save the old values of ASSIGN x's destination. */
+static size_t backup_of(const Lower *L, const Node *x) {
+    gc_assert(x->op == OP_ASSIGN && L->plan->numerics_backup);
+    size_t off = L->plan->numerics_backup[x->src[0]->id];
+    gc_assert(off != PLAN_NONE);
+    return off;
+}
+
+/* The kernel's pointer parameter for the buffer at byte offset off. */
+static LLVMValueRef ptr_at(Kern *k, size_t off) {
+    for (int i = 0; i < k->bufs.len; i++)
+        if (k->bufs.items[i] == off)
+            return k->ptrs[i];
+    gc_unreachable();
+}
+
+/* Whether n's buffer holds a NaN or Inf: one pass over its elements, for the
+ * kernel ops, after they computed n. False for an integer tensor. */
+static LLVMValueRef scan_nonfinite(Kern *k, const Node *n) {
+    LLVMValueRef bad = LLVMConstInt(k->L->i1, 0, 0);
+    if (n->dtype != DT_FLOAT)
+        return bad;
+    Loop l;
+    LLVMValueRef numel = mono_value(k, mono_dims(&n->shape, 0, n->shape.rank));
+    LLVMValueRef i = cg_loop_open(k, &l, numel, 1, &bad);
+    LLVMValueRef next = or_nonfinite(k, l.phi[0], load_at(k, n, i));
+    cg_loop_close(k, &l, &next);
+    return l.out[0];
+}
+
+/* The loop nest of a fused kernel; returns, when the program checks
+ * numerics, whether a stored value was NaN or Inf (an i1 carried through
+ * every loop), else NULL. */
+static LLVMValueRef emit_fused(Kern *k) {
     const Node *root = k->k->root;
     int rank = root->shape.rank;
     Mono size[IR_MAX_RANK];
@@ -585,9 +639,13 @@ static void emit_fused(Kern *k) {
             stv[a * IR_MAX_RANK + l] = mono_value(k, k->acc.items[a].st[l]);
     }
 
+    bool check = checking(k);
+    LLVMValueRef bad = check ? LLVMConstInt(k->L->i1, 0, 0) : NULL;
     Loop lp[IR_MAX_RANK];
     for (int l = 0; l < nl; l++) {
-        LLVMValueRef i = cg_loop_open(k, &lp[l], n[l], 0, NULL);
+        LLVMValueRef i = cg_loop_open(k, &lp[l], n[l], check ? 1 : 0, &bad);
+        if (check)
+            bad = lp[l].phi[0];
         for (int a = 0; a < k->acc.len; a++) {
             Access *ac = &k->acc.items[a];
             ac->off = iadd(k, ac->off, imul(k, i, stv[a * IR_MAX_RANK + l]));
@@ -599,14 +657,30 @@ static void emit_fused(Kern *k) {
     LLVMValueRef *v = arena_alloc(k->L->a, sizeof *v * (size_t)nroots);
     for (int r = 0; r < nroots; r++)
         v[r] = eval(k, kernel_root(k->k, r), &id);
+    for (int r = 0; r < nroots && check; r++) { /* the old values, before any store */
+        const Node *x = kernel_root(k->k, r);
+        if (x->op != OP_ASSIGN)
+            continue;
+        Access *out = access_find(k, x, &id, ACC_STORE);
+        LLVMValueRef old = load_at(k, x, out->off);
+        LLVMValueRef at = LLVMBuildInBoundsGEP2(k->b, ty_of(k, x), ptr_at(k, backup_of(k->L, x)),
+                                                &out->off, 1, "");
+        LLVMBuildStore(k->b, old, at);
+    }
     for (int r = 0; r < nroots; r++) {
         const Node *x = kernel_root(k->k, r);
         Access *out = access_find(k, x, &id, ACC_STORE);
         gc_assert(out);
         store_at(k, x, out->off, v[r]);
+        if (check && x->dtype == DT_FLOAT)
+            bad = or_nonfinite(k, bad, v[r]);
     }
-    for (int l = nl - 1; l >= 0; l--)
-        cg_loop_close(k, &lp[l], NULL);
+    for (int l = nl - 1; l >= 0; l--) {
+        cg_loop_close(k, &lp[l], check ? &bad : NULL);
+        if (check)
+            bad = lp[l].out[0];
+    }
+    return bad;
 }
 
 /* ---- kernel functions and programs ------------------------------------------------ */
@@ -622,8 +696,9 @@ static LLVMAttributeRef vector_width_attr(Lower *L) {
     return LLVMCreateStringAttribute(L->ctx, "prefer-vector-width", 19, "512", 3);
 }
 
-/* The kernel function for k's buffers, `void name(ptr noalias..., i64 batch)`,
- * internal, with the builder at its entry. */
+/* The kernel function for k's buffers, `void name(ptr noalias..., i64 batch)`
+ * (returning i1 when the program checks numerics), internal, with the
+ * builder at its entry. */
 static void kern_begin(Kern *k, const char *name) {
     Lower *L = k->L;
     int nb = k->bufs.len;
@@ -631,7 +706,7 @@ static void kern_begin(Kern *k, const char *name) {
     for (int i = 0; i < nb; i++)
         params[i] = L->ptr;
     params[nb] = L->i64;
-    k->fnty = LLVMFunctionType(L->vd, params, (unsigned)nb + 1, 0);
+    k->fnty = LLVMFunctionType(checking(k) ? L->i1 : L->vd, params, (unsigned)nb + 1, 0);
     k->fn = LLVMAddFunction(L->mod, name, k->fnty);
     LLVMSetLinkage(k->fn, LLVMInternalLinkage);
     LLVMAddAttributeAtIndex(k->fn, LLVMAttributeFunctionIndex, enum_attr(L, "nounwind"));
@@ -651,6 +726,7 @@ static void kern_begin(Kern *k, const char *name) {
 static void emit_kernel(Lower *L, Kern *k, const Kernel *kr, const char *name) {
     *k = (Kern){.L = L, .b = L->b, .k = kr};
     const Node *root = kr->root;
+    LLVMValueRef bad = NULL; /* checking numerics: true if a stored value is NaN or Inf */
     if (kr->fused) {
         k->in_body = arena_alloc(L->a, (size_t)L->g->nodes.len);
         for (int i = 0; i < kr->body.len; i++)
@@ -662,9 +738,11 @@ static void emit_kernel(Lower *L, Kern *k, const Kernel *kr, const char *name) {
             gc_assert(r == 0 || x->op == OP_ASSIGN);
             collect(k, x, &id, true);
             collect(k, x, &id, false);
+            if (checking(k) && x->op == OP_ASSIGN)
+                vec_push(L->a, &k->bufs, backup_of(L, x));
         }
         kern_begin(k, name);
-        emit_fused(k);
+        bad = emit_fused(k);
     } else {
         gc_assert(kr->body.len == 0 || (kr->body.len == 1 && kr->body.items[0] == root));
         gc_assert(kr->more.len == 0);
@@ -674,12 +752,37 @@ static void emit_kernel(Lower *L, Kern *k, const Kernel *kr, const char *name) {
         kern_begin(k, name);
         LLVMValueRef v = lowerers[root->op](k, root, NULL);
         gc_assert(!v);
+        if (checking(k))
+            bad = scan_nonfinite(k, root);
     }
-    LLVMBuildRetVoid(L->b);
+    if (bad)
+        LLVMBuildRet(L->b, bad);
+    else
+        LLVMBuildRetVoid(L->b);
+}
+
+/* Copy back from their backups the destinations of the update kernels
+ * [0, upto] of p (the others have not run). */
+static void emit_restore(Lower *L, const Program *p, int upto, LLVMValueRef arena) {
+    LLVMTypeRef i8 = LLVMInt8TypeInContext(L->ctx);
+    for (int j = 0; j <= upto; j++) {
+        const Kernel *kr = &p->kernels.items[j];
+        for (int r = 0; r < 1 + kr->more.len && kr->root->op == OP_ASSIGN; r++) {
+            const Node *x = kernel_root(kr, r), *dest = x->src[0];
+            LLVMValueRef to = LLVMConstInt(L->i64, p->offset[dest->id], 0);
+            LLVMValueRef from = LLVMConstInt(L->i64, backup_of(L, x), 0);
+            size_t bytes = node_bytes(dest, L->plan->max_batch, L->plan->elem_size);
+            LLVMBuildMemCpy(L->b, LLVMBuildInBoundsGEP2(L->b, i8, arena, &to, 1, ""), 64,
+                            LLVMBuildInBoundsGEP2(L->b, i8, arena, &from, 1, ""), 64,
+                            LLVMConstInt(L->i64, bytes, 0));
+        }
+    }
 }
 
 /* `void name(ptr arena, i64 batch)`: each kernel in order, called with
- * arena + offset for each of its buffers. */
+ * arena + offset for each of its buffers; when the program checks
+ * numerics, a kernel that returns true ends it, with its index + 1 in the
+ * status word and the parameters and states as they were. */
 static void emit_program(Lower *L, const Program *p, const char *name) {
     L->p = p;
     int nk = p->kernels.len;
@@ -705,7 +808,21 @@ static void emit_program(Lower *L, const Program *p, const char *name) {
             args[b] = LLVMBuildInBoundsGEP2(L->b, LLVMInt8TypeInContext(L->ctx), arena, &off, 1, "");
         }
         args[nb] = batch;
-        LLVMBuildCall2(L->b, k->fnty, k->fn, args, (unsigned)nb + 1, "");
+        LLVMValueRef bad = LLVMBuildCall2(L->b, k->fnty, k->fn, args, (unsigned)nb + 1, "");
+        if (p->check_numerics) {
+            LLVMBasicBlockRef stop = LLVMAppendBasicBlockInContext(L->ctx, fn, "nonfinite");
+            LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(L->ctx, fn, "next");
+            LLVMBuildCondBr(L->b, bad, stop, next);
+            LLVMPositionBuilderAtEnd(L->b, stop);
+            gc_assert(L->plan->numerics_status != PLAN_NONE);
+            LLVMValueRef off = LLVMConstInt(L->i64, L->plan->numerics_status, 0);
+            LLVMValueRef at = LLVMBuildInBoundsGEP2(L->b, LLVMInt8TypeInContext(L->ctx), arena,
+                                                    &off, 1, "");
+            LLVMBuildStore(L->b, LLVMConstInt(L->i64, (unsigned long long)i + 1, 0), at);
+            emit_restore(L, p, i, arena);
+            LLVMBuildRetVoid(L->b);
+            LLVMPositionBuilderAtEnd(L->b, next);
+        }
     }
     LLVMBuildRetVoid(L->b);
 }
@@ -713,7 +830,7 @@ static void emit_program(Lower *L, const Program *p, const char *name) {
 LLVMModuleRef cg_lower(LLVMContextRef ctx, const Graph *g, const Plan *plan, int elem_size,
                        Arena *a, const char *names[PROG_COUNT]) {
     gc_assert(elem_size == plan->elem_size && (elem_size == 4 || elem_size == 8));
-    Lower L = {.ctx = ctx, .g = g, .a = a};
+    Lower L = {.ctx = ctx, .g = g, .plan = plan, .a = a};
     L.mod = LLVMModuleCreateWithNameInContext(g->name, ctx);
     L.b = LLVMCreateBuilderInContext(ctx);
     L.elem = elem_size == 4 ? LLVMFloatTypeInContext(ctx) : LLVMDoubleTypeInContext(ctx);

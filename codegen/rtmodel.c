@@ -139,6 +139,7 @@ RtModel *cg_rt_model(Arena *a, const Graph *g, const Plan *plan, RtFn const fns[
     }
     m->metric_label = g->metric.label;
     m->metric_threshold = g->metric.threshold;
+    m->nonfinite_status = plan->numerics_status != PLAN_NONE ? plan->numerics_status : 0;
     return m;
 }
 

@@ -165,5 +165,7 @@ void cg_write_rt_model_c(FILE *f, const RtModel *m, const char *const fn_names[P
     fprintf(f, "    .metric = %s, .metric_label = %d, .metric_threshold = ", metrics[m->metric],
             m->metric_label);
     put_double(f, m->metric_threshold);
+    if (m->nonfinite_status)
+        fprintf(f, ",\n    .nonfinite_status = %zu", m->nonfinite_status);
     fputs(",\n};\n", f);
 }

@@ -70,13 +70,21 @@ Model *load_model(Arena *a, Diags *d, const char *path) {
         print_diags(d);
         return NULL;
     }
+    /* Test hooks for autodiff (docs/testing.md); unset in normal use. */
+    m->graph->test_broken_grad = getenv("GRADC_TEST_BREAK_GRAD");
+    m->graph->test_no_grad = getenv("GRADC_TEST_NO_GRAD");
     return m;
 }
 
 CgModule *compile_programs(Diags *d, Graph *g, int64_t batch, unsigned mask, int elem_size,
                            Timing *t, Plan **plan_out) {
+    return compile_programs_flags(d, g, batch, mask, elem_size, 0, t, plan_out);
+}
+
+CgModule *compile_programs_flags(Diags *d, Graph *g, int64_t batch, unsigned mask, int elem_size,
+                                 unsigned plan_flags, Timing *t, Plan **plan_out) {
     ir_optimize_observed(g, timing_pass_observer, t);
-    Plan *plan = ir_plan_programs(g, batch, elem_size, mask);
+    Plan *plan = ir_plan_flags(g, batch, elem_size, mask, plan_flags);
     timing_mark(t, "fuse and plan");
     CgOptions co = {.elem_size = elem_size, .opt_level = 2, .stage = timing_stage_observer,
                     .stage_ud = t};

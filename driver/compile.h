@@ -12,7 +12,9 @@
 #include "run.h"
 
 /* Read and compile the model file at path (fe_compile); on any error print
- * it (diagnostics with their source lines) and return NULL. */
+ * it (diagnostics with their source lines) and return NULL. Sets the graph's
+ * autodiff test hooks from GRADC_TEST_BREAK_GRAD and GRADC_TEST_NO_GRAD
+ * (docs/testing.md). */
 Model *load_model(Arena *a, Diags *d, const char *path);
 
 struct CgModule;
@@ -25,6 +27,10 @@ struct Timing;
  * diagnostics. */
 struct CgModule *compile_programs(Diags *d, Graph *g, int64_t batch, unsigned mask,
                                   int elem_size, struct Timing *t, Plan **plan_out);
+/* The same, planned with plan_flags (PlanFlag: PLAN_CHECK_NUMERICS). */
+struct CgModule *compile_programs_flags(Diags *d, Graph *g, int64_t batch, unsigned mask,
+                                        int elem_size, unsigned plan_flags, struct Timing *t,
+                                        Plan **plan_out);
 
 /* Print d's diagnostics to stderr, in colour on a terminal. */
 void print_diags(Diags *d);

@@ -21,6 +21,7 @@
 #include "codegen/rtmodel.h"
 #include "compile.h"
 #include "frontend/frontend.h"
+#include "numerics.h"
 #include "run.h"
 #include "timing.h"
 
@@ -37,6 +38,8 @@ static const char usage_main[] =
     "                that runs without LLVM\n"
     "  grad M.nn     print the forward graph, the gradient graph and the update\n"
     "  emit M.nn     print the compiled programs: kernels, LLVM IR or assembly\n"
+    "  check M.nn    compare every gradient with finite differences (float64)\n"
+    "  summary M.nn  layers, parameters, FLOPs per step, memory plan, kernels\n"
     "\n"
     "gradc <command> --help describes a command's options.\n"
     "gradc --version prints the version.\n";
@@ -52,18 +55,26 @@ int usage_error(const char *cmd, const char *fmt, ...) {
     return run_usage_error(&gradc_cli, cmd, "%s", msg);
 }
 
-/* Compile the model's programs in mask for the JIT at batch; r->rm and
- * r->nkernels from the result. NULL after printing the diagnostics. */
-static CgModule *compile_jit(Arena *a, Diags *d, Graph *g, int64_t batch, unsigned mask,
-                             RunModel *r, Timing *t) {
+/* Compile the model's programs in mask for the JIT at batch, planned with
+ * plan_flags (PlanFlag); r->rm and r->nkernels from the result, *plan_out
+ * (may be NULL) the plan. NULL after printing the diagnostics. */
+static CgModule *compile_jit_flags(Arena *a, Diags *d, Graph *g, int64_t batch, unsigned mask,
+                                   unsigned plan_flags, RunModel *r, Timing *t, Plan **plan_out) {
     Plan *plan;
-    CgModule *cg = compile_programs(d, g, batch, mask, 4, t, &plan);
+    CgModule *cg = compile_programs_flags(d, g, batch, mask, 4, plan_flags, t, &plan);
     if (!cg)
         return NULL;
     r->rm = cg_rt_model_jit(a, g, plan, cg);
     r->nkernels = plan->prog[PROG_TRAIN].kernels.len;
+    if (plan_out)
+        *plan_out = plan;
     timing_print(t, stderr);
     return cg;
+}
+
+static CgModule *compile_jit(Arena *a, Diags *d, Graph *g, int64_t batch, unsigned mask,
+                             RunModel *r, Timing *t) {
+    return compile_jit_flags(a, d, g, batch, mask, 0, r, t, NULL);
 }
 
 /* ---- gradc train, predict, eval ----------------------------------------------------
@@ -101,11 +112,20 @@ static int cmd_train(int argc, char **argv) {
         goto out;
     }
     timing_mark(&tm, "autodiff and update");
-    /* The grad program is for gradient checks; training needs the rest. */
+    /* The grad program is for gradient checks; training needs the rest.
+     * --check-numerics: a finite check after every kernel of the train
+     * program, and the explanation when one fails (numerics.c). */
     int64_t batch = o.batch > 0 ? o.batch : m->train.batch;
-    if (!(cg = compile_jit(a, &d, m->graph, batch, ~(1u << PROG_GRAD), &r, &tm)))
+    Plan *plan;
+    if (!(cg = compile_jit_flags(a, &d, m->graph, batch, ~(1u << PROG_GRAD),
+                                 o.check_numerics ? PLAN_CHECK_NUMERICS : 0, &r, &tm, &plan)))
         goto out;
     r.compile_ms = run_now_ms() - t0;
+    Numerics nx = {m->graph, plan};
+    if (o.check_numerics) {
+        r.explain_nonfinite = numerics_explain;
+        r.explain_user = &nx;
+    }
     rc = run_train(&gradc_cli, &o, &r);
 out:
     cg_free(cg);

@@ -71,6 +71,13 @@ typedef struct RunModel {
     const bool *need;      /* predict: need[i], the outputs read input i (NULL: all) */
     int nkernels;          /* the train program's kernels, for the summary line */
     double compile_ms;     /* gradc: the compile time, for the summary line */
+    /* gradc train --check-numerics (rm->nonfinite_status set): says where
+     * the NaN or Inf that stopped training came from, on stderr. s is the
+     * session as it was before the failing step, with that step's batch of
+     * `batch` rows and its hypers in the arena; kernel the train program's
+     * kernel whose check failed. NULL: the stop message only. */
+    void (*explain_nonfinite)(void *user, const RtSession *s, int64_t kernel, int64_t batch);
+    void *explain_user;
     /* A built program: the target it was built for, the x86 features that
      * target needs (__builtin_cpu_supports names, NULL-terminated), the
      * --optimizer text it was built with (NULL: the train block's). NULL
@@ -176,7 +183,32 @@ const char *run_opt_value(int argc, char **argv, int *i, const char *name);
 /* Whole-string integer >= lo / finite number. */
 bool run_parse_i64(const char *s, int64_t lo, int64_t *out);
 bool run_parse_f64(const char *s, double *out);
+/* A file written atomically: into a temporary file beside path
+ * ("<path>.tmp.<pid>") that run_out_finish syncs and renames into place, so
+ * that path is the old file or the new one, whole. path NULL: stdout. A
+ * path that names a device or a pipe (/dev/null, /dev/stdout) is written
+ * in place. */
+typedef struct RunOut {
+    FILE *f;
+    char *tmp;     /* malloc'ed; NULL for stdout and in place */
+    bool in_place; /* a device or pipe, opened directly */
+} RunOut;
+RtStatus run_out_open(const char *path, RunOut *out, RtError *err);
+/* ok: everything was written; then flush, sync and rename. Otherwise (or
+ * when that fails) the temporary file is removed and path left as it was. */
+RtStatus run_out_finish(const char *path, RunOut *out, bool ok, RtError *err);
+
 /* Monotonic milliseconds. */
 double run_now_ms(void);
+
+/* ---- one batch of data, for gradc check ------------------------------------------
+ * Load the train block's data source (every input, labels included; with
+ * weights, the vocabulary and class names stored in that weight file) for
+ * s's model and copy its first min(batch, rows) rows into the inputs'
+ * arena storage; *nrows gets that count and *total the file's rows. The
+ * data is freed again. RT_FAIL as the loaders fail (and for a source with
+ * no rows). */
+RtStatus run_load_batch(const RunModel *m, const char *weights, RtSession *s, int64_t batch,
+                        int64_t *nrows, int64_t *total, RtError *err);
 
 #endif

@@ -6,6 +6,8 @@
  *
  * Owns the checkpoint's metadata (seed, version, model hash, vocabulary,
  * class names) and what a resumed run must keep (the seed, the model).
+ * A stop at a NaN or Inf (--check-numerics, RT_NONFINITE) saves nothing:
+ * the last checkpoint written, if any, keeps the last good weights.
  */
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +15,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "plot.h"
 #include "run_internal.h"
 
 int run_train_check(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
@@ -87,6 +90,7 @@ typedef struct Saver {
     const char *keys[8], *values[8];
     int64_t every;      /* --save-every N; 0: at the end only */
     int64_t saved_step; /* the session's step at the last save; -1: none yet */
+    int64_t saved_epoch; /* the session's epoch then */
     bool quiet;
 } Saver;
 
@@ -99,6 +103,7 @@ static RtStatus save_now(Saver *sv, const RtSession *s, RtError *err) {
     if (ckpt_save(s, sv->path, sv->nmeta, sv->keys, sv->values, err) != RT_OK)
         return RT_FAIL;
     sv->saved_step = s->step;
+    sv->saved_epoch = s->epoch;
     return RT_OK;
 }
 
@@ -118,6 +123,73 @@ static RtStatus save_every_epochs(const RtSession *s, const RtEpochStats *e, voi
         fflush(stdout);
     }
     return RT_OK;
+}
+
+/* --plot F.svg: every epoch's figures so far, drawn again after each
+ * epoch, so that the chart follows a long run. A failure to write it is a
+ * warning (training goes on and its checkpoint is saved) that makes the
+ * exit status 1. */
+typedef struct Plotter {
+    const char *path, *title;
+    const RunCli *c;
+    RtEpochStats *epochs;
+    int n, cap;
+    bool failed;
+} Plotter;
+
+static void plot_epoch(Plotter *p, const RtEpochStats *e) {
+    if (p->n == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 64;
+        RtEpochStats *ne = realloc(p->epochs, sizeof *ne * (size_t)cap);
+        if (!ne) {
+            p->failed = true;
+            return;
+        }
+        p->epochs = ne;
+        p->cap = cap;
+    }
+    p->epochs[p->n++] = *e;
+    RtError err;
+    if (run_plot_write(p->path, p->title, p->n, p->epochs, &err) != RT_OK && !p->failed) {
+        fprintf(stderr, "%s: warning: --plot: %s (training goes on)\n", p->c->name, err.msg);
+        p->failed = true;
+    }
+}
+
+/* RtTrainConfig.on_epoch: --save-every and --plot. */
+typedef struct EpochHooks {
+    Saver *sv;
+    Plotter *plot;
+} EpochHooks;
+
+static RtStatus on_epoch(const RtSession *s, const RtEpochStats *e, void *user, RtError *err) {
+    EpochHooks *h = user;
+    if (h->sv->every && save_every_epochs(s, e, h->sv, err) != RT_OK)
+        return RT_FAIL;
+    if (h->plot->path)
+        plot_epoch(h->plot, e);
+    return RT_OK;
+}
+
+/* --check-numerics stopped training (RT_NONFINITE): where, what made the
+ * value (m->explain_nonfinite), and which checkpoint holds the last good
+ * weights. Returns RUN_EXIT_USER. */
+static int report_nonfinite(const RunCli *c, const RunModel *m, const RtSession *s,
+                            const RtEpochStats *last, const Saver *sv) {
+    fprintf(stderr, "%s: error: --check-numerics: step %lld (epoch %lld) made a NaN or Inf; "
+                    "training stopped before that step's update\n",
+            c->name, (long long)last->step, (long long)last->epoch);
+    fflush(stderr);
+    if (m->explain_nonfinite)
+        m->explain_nonfinite(m->explain_user, s, last->bad_kernel, last->bad_batch);
+    if (sv->saved_step >= 0)
+        fprintf(stderr, "%s: kept the last good checkpoint %s (epoch %lld, step %lld)\n",
+                c->name, sv->path, (long long)sv->saved_epoch, (long long)sv->saved_step);
+    else
+        fprintf(stderr, "%s: no checkpoint was written in this run (none was due before step "
+                        "%lld)\n",
+                c->name, (long long)last->step);
+    return RUN_EXIT_USER;
 }
 
 /* The summary line before training. */
@@ -147,6 +219,7 @@ int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
     RtError err;
     char *classes = NULL;
     RunKnown known = {0};
+    Plotter plot = {.path = o->plot, .c = c};
 
     rt_setup((int)o->threads);
     uint64_t seed = o->have_seed ? (uint64_t)o->seed : m->seed;
@@ -206,9 +279,18 @@ int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
     }
     if ((classes = ckpt_classes_to_string(data.nclasses, data.class_names)))
         saver_add(&sv, "classes", classes);
-    if (o->save_every) {
-        tc.on_epoch = save_every_epochs;
-        tc.on_epoch_user = &sv;
+    /* An unwritable --plot path is an error before training, not after. */
+    plot.title = run_printf(&pool, "%s: training", rm->name);
+    RunOut probe;
+    if (o->plot) {
+        if (run_out_open(o->plot, &probe, &err) != RT_OK)
+            goto rt_error;
+        run_out_finish(o->plot, &probe, false, &err);
+    }
+    EpochHooks hooks = {&sv, &plot};
+    if (o->save_every || o->plot) {
+        tc.on_epoch = on_epoch;
+        tc.on_epoch_user = &hooks;
     }
     tc.stop = &ckpt_stop_signal;
     RtEpochStats last;
@@ -217,6 +299,10 @@ int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
     if (st == RT_OK && sv.saved_step != s.step)
         st = save_now(&sv, &s, &err);
     ckpt_release_signals();
+    if (st == RT_NONFINITE) {
+        rc = report_nonfinite(c, m, &s, &last, &sv);
+        goto out;
+    }
     if (st != RT_OK)
         goto rt_error;
     int sig = ckpt_stop_signal;
@@ -238,11 +324,14 @@ int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
     }
     if (!o->quiet)
         printf("%s: saved weights to %s\n", c->name, sv.path);
-    rc = 0;
+    if (o->plot && !plot.failed && !o->quiet)
+        printf("%s: plotted the training curves in %s\n", c->name, o->plot);
+    rc = plot.failed ? RUN_EXIT_USER : 0;
     goto out;
 rt_error:
     rc = run_error(c, err.msg);
 out:
+    free(plot.epochs);
     free(classes);
     run_known_free(&known);
     rt_dataset_free(&data);

@@ -25,6 +25,10 @@
  * stored); a node that reads another parameter or state, or its own
  * through a transpose or a broadcast, is stored by a kernel of its own that
  * runs before any update (a reduction such as a norm always is).
+ *
+ * Without fusion (PLAN_NO_FUSE, for finding the node that made a NaN),
+ * every node is stored by a kernel of its own but constants and element
+ * counts, which stay inline; the ASSIGNs of one parameter still share one.
  */
 #include "pass.h"
 
@@ -167,7 +171,7 @@ static Kernel fused_kernel(Node *root, Node **more, int nmore, const bool *mat, 
     return k;
 }
 
-void fuse_program(Graph *g, Program *p, bool *mat) {
+void fuse_program(Graph *g, Program *p, bool *mat, bool fuse) {
     Arena *a = g->arena;
     int n = g->nodes.len;
     collect_roots(g, p);
@@ -228,7 +232,8 @@ void fuse_program(Graph *g, Program *p, bool *mat) {
             gid[i] = update[o];
             continue;
         }
-        if (!fusible(x) || is_root[i]) {
+        bool alone = !fuse && x->op != OP_CONST && x->op != OP_NUMEL; /* PLAN_NO_FUSE */
+        if (!fusible(x) || is_root[i] || alone) {
             mat[i] = true;
             gid[i] = GID_NONE;
             if (fusible(x))

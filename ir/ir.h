@@ -205,6 +205,15 @@ typedef struct Graph {
     const char *cur_rule;
     const char *cur_math;
     Node *cur_origin;
+
+    /* Test hooks (docs/testing.md), NULL in normal use; the driver sets them
+     * from the environment before ad_backward runs (ir/ reads none).
+     * test_broken_grad: an op's printed name ("sigmoid"); ad_backward scales
+     * what that op's rule contributes by 1.25, a plausible bug for gradc
+     * check to find. test_no_grad: comma-separated op names that ad_backward
+     * treats as having no gradient rule. */
+    const char *test_broken_grad;
+    const char *test_no_grad;
 } Graph;
 
 Graph *graph_new(Arena *a, Diags *d, const char *name);
@@ -268,8 +277,12 @@ bool shape_broadcast(const Shape *a, const Shape *b, Shape *out);
 
 /* ---- autodiff and optimizers -------------------------------------------------
  * ad_backward appends the gradient graph: Param.grad for every parameter
- * (a zero constant where the loss does not depend on it). Requires g->loss. */
-void ad_backward(Graph *g);
+ * (a zero constant where the loss does not depend on it). Requires g->loss.
+ * First it checks that every op on a path from a parameter to the loss has
+ * a gradient rule; if some do not, it reports each use of one in g->diags
+ * ("'op' has no gradient rule; gradc cannot train through it", at the
+ * expression) and returns false without changing g. */
+bool ad_backward(Graph *g);
 
 /* The optimizer's nodes are made between ir_update_begin (which sets
  * update_start and has_update; requires ad_backward) and ir_update_end:
@@ -330,6 +343,20 @@ typedef struct Program {
     size_t *offset;
     size_t bytes; /* arena bytes this program needs */
     size_t peak_temp_bytes;
+    /* Where bytes was reached, for reports (gradc summary): the kernel
+     * whose output was placed highest (-1: no temporaries), the storage
+     * nodes of the buffers live then (that output included), and the sum
+     * of their sizes as placed (aligned). bytes - Plan.persistent_bytes -
+     * peak_live_bytes is what the gaps between them cost. */
+    int peak_kernel;
+    Vec(Node *) peak_live;
+    size_t peak_live_bytes;
+    /* PLAN_CHECK_NUMERICS (the train program): after each kernel, codegen
+     * tests every value it stored and, at the first NaN or Inf, writes the
+     * kernel's index + 1 into the status word (Plan.numerics_status), puts
+     * back the parameters and states the update kernels so far overwrote,
+     * and returns without running the kernels after it. */
+    bool check_numerics;
 } Program;
 
 typedef struct Plan {
@@ -338,7 +365,31 @@ typedef struct Plan {
     size_t persistent_bytes;    /* params, states, inputs, hypers */
     size_t arena_bytes;         /* max over programs */
     Program prog[PROG_COUNT];
+    /* PLAN_CHECK_NUMERICS: the byte offset of the int64 status word, after
+     * every leaf in the persistent region (so the leaves' offsets do not
+     * depend on it); PLAN_NONE otherwise. */
+    size_t numerics_status;
+    /* PLAN_CHECK_NUMERICS: by node id, for each PARAM and STATE, the byte
+     * offset of its backup, after the status word: a checked update kernel
+     * saves the old values there as it overwrites them, and a failed check
+     * in an update kernel copies them back (lower.c). NULL otherwise. */
+    size_t *numerics_backup;
 } Plan;
+
+/* How ir_plan_flags plans. */
+enum PlanFlag {
+    /* The train program checks what each kernel stores for NaN and Inf
+     * (Program.check_numerics), with a status word and a backup of every
+     * parameter and state in the persistent region (Plan.numerics_status,
+     * numerics_backup), and leaves them as they were when a check fails. */
+    PLAN_CHECK_NUMERICS = 1u << 0,
+    /* No fusion: every computed node is a kernel of its own and stored,
+     * except constants and element counts, which stay inline (update
+     * kernels still store all the ASSIGNs of one parameter). The persistent
+     * region is the same as with fusion. For finding the node that made a
+     * NaN (gradc train --check-numerics), not for speed. */
+    PLAN_NO_FUSE = 1u << 1,
+};
 
 /* Cut the programs out of the optimized graph, fuse, schedule and plan memory
  * for batches up to max_batch. Requires ad_backward and the update for train. */
@@ -346,12 +397,64 @@ Plan *ir_plan(Graph *g, int64_t max_batch, int elem_size);
 /* The same for only the programs whose bit (1u << ProgramKind) is in mask;
  * the others get no roots and no kernels. */
 Plan *ir_plan_programs(Graph *g, int64_t max_batch, int elem_size, unsigned mask);
+/* The same with flags, a set of PlanFlag (0: exactly ir_plan_programs). */
+Plan *ir_plan_flags(Graph *g, int64_t max_batch, int elem_size, unsigned mask, unsigned flags);
 size_t node_bytes(const Node *n, int64_t batch, int elem_size);
+
+/* ---- cost (ir/cost.c) ----------------------------------------------------------
+ * Floating-point operations at a batch size, by the convention of cost.c's
+ * header (docs/commands.md, gradc summary): matmul 2*M*N*K, elementwise 1
+ * per output element, reductions 1 per input element. */
+typedef enum CostPart { COST_FORWARD, COST_BACKWARD, COST_UPDATE, COST_PARTS } CostPart;
+int64_t ir_node_flops(const Node *n, int64_t batch);
+/* Which part n belongs to, by who made it (Graph.grad_start, update_start). */
+CostPart ir_node_part(const Graph *g, const Node *n);
+/* What one kernel computes: its root, or every node of its loop. */
+int64_t ir_kernel_flops(const Kernel *k, int64_t batch);
+/* Every node p's kernels compute, each once, by part, into flops. */
+void ir_program_flops(const Graph *g, const Program *p, int64_t batch, int64_t flops[COST_PARTS]);
 
 /* ---- printing ------------------------------------------------------------- */
 void ir_print_node(FILE *out, const Graph *g, const Node *n);
 /* The forward graph, then the gradient graph, then the updates. */
 void ir_print_graph(FILE *out, const Graph *g);
 void ir_print_program(FILE *out, const Graph *g, const Program *p);
+/* Who made n, into buf (returned; "" for a node without a rule): "adjoint
+ * of sigmoid at xor.nn:16: g * s * (1 - s)" (the forward op it
+ * differentiates and that op's location), "sgd update of W1 at
+ * <prelude>:18: p = p - lr * g" (the statement of the rule that made it),
+ * "seed at ...", "zero gradient of W at ...", "clip_norm at ...". */
+char *ir_node_provenance(const Graph *g, const Node *n, char *buf, size_t len);
+/* keep: by node id, the nodes to show (NULL: every node). The sections of
+ * ir_print_graph with only those nodes, and only the output, loss, grad,
+ * state and lr lines of kept nodes. */
+void ir_print_graph_subset(FILE *out, const Graph *g, const bool *keep);
+/* p's kernels whose root keep keeps (NULL: every kernel), numbered as in p. */
+void ir_print_program_subset(FILE *out, const Graph *g, const Program *p, const bool *keep);
+/* saved[id] (g->nodes.len entries): the forward nodes (ids below
+ * grad_start, constants and element counts aside) that a live gradient or
+ * update node keep keeps reads, through views (a reshape's source). */
+void ir_kept_for_backward(const Graph *g, const bool *keep, bool *saved);
+/* The "# kept for the backward pass" section: each computed value of
+ * ir_kept_for_backward with its element count (B symbolic) and bytes in
+ * float32 at batch, their total, and the leaves it reads on one line. */
+void ir_print_kept(FILE *out, const Graph *g, const bool *keep, int64_t batch);
+/* keep (g->nodes.len entries): what the gradient and the update of
+ * parameter number param need: Param.grad and the ASSIGNs into the
+ * parameter and its states, with everything they read, transitively, and
+ * the parameter's states. */
+void ir_grad_slice(const Graph *g, int param, bool *keep);
+
+/* Graphviz (ir/dot.c): the graph as a DOT digraph. Forward, gradient and
+ * update nodes in three fill colours (a legend says which), each labelled
+ * with its id, name and op, shape, source location and (gradient and
+ * update nodes) the rule that made it; edges labelled with their source's
+ * shape. keep as above. With train (a planned program of g, or NULL), its
+ * fused kernels are boxes (clusters "kernel k (fused loop)") around the
+ * nodes their loops compute; a node inlined into several loops stays
+ * outside them, dashed, and names them. Node k is named "n<k>" in the DOT
+ * (what an SVG's <title> shows). title: the graph's caption. */
+void ir_write_dot(FILE *out, const Graph *g, const Program *train, const bool *keep,
+                  const char *title);
 
 #endif

@@ -26,7 +26,12 @@ void graph_for_each_root(Graph *g, void (*f)(Node *n, void *ud), void *ud);
 
 /* Collect p's roots (by p->kind), fuse and schedule its kernels; mat[id]
  * (zeroed, one per node) is set for every node stored in memory: leaves,
- * kernel roots, views. */
-void fuse_program(Graph *g, Program *p, bool *mat);
+ * kernel roots, views. fuse false: every computed node but constants and
+ * element counts is stored by a kernel of its own (PLAN_NO_FUSE). */
+void fuse_program(Graph *g, Program *p, bool *mat, bool fuse);
+
+/* The attributes of n as print.c shows them after its sources (" axes=[0]
+ * keepdims", " 1e-12", " -> W1"; "" for none), into buf (print.c, dot.c). */
+void ir_node_attrs(const Graph *g, const Node *n, char *buf, size_t len);
 
 #endif

@@ -4,15 +4,16 @@
  * offset in one arena sized for batches up to max_batch.
  *
  * Layout: a persistent region (parameters, optimizer states, inputs,
- * hyperparameters: the same offsets in every program), then each program's
- * temporaries. An ASSIGN has its destination's offset: updates store in
- * place. Temporaries
- * are placed by a linear scan over the kernel order: a buffer lives from the
- * kernel that writes it to the last kernel that reads it (to the end for the
- * program's roots), and takes the lowest gap between live buffers that fits.
- * A kernel's output never shares memory with its inputs, so kernels may treat
- * their pointers as not aliasing. A reshape shares its source's buffer and
- * extends its lifetime.
+ * hyperparameters: the same offsets in every program; with
+ * PLAN_CHECK_NUMERICS also the status word and a backup of each parameter
+ * and state, after them all), then each program's temporaries. An ASSIGN
+ * has its destination's offset: updates store in place. Temporaries are
+ * placed by a linear scan over the kernel order: a buffer lives from the
+ * kernel that writes it to the last kernel that reads it (to the end for
+ * the program's roots), and takes the lowest gap between live buffers that
+ * fits. A kernel's output never shares memory with its inputs, so kernels
+ * may treat their pointers as not aliasing. A reshape shares its source's
+ * buffer and extends its lifetime.
  */
 #include "pass.h"
 
@@ -33,7 +34,8 @@ static Node *storage(Node *n) {
 
 typedef struct Block {
     size_t off, size;
-    int last; /* kernel index of the last read */
+    int last;   /* kernel index of the last read */
+    Node *node; /* the buffer's storage node */
 } Block;
 
 /* The lowest offset >= base where size bytes fit between the live blocks. */
@@ -50,12 +52,14 @@ static size_t first_fit(const Block *live, int nlive, size_t base, size_t size) 
     return at;
 }
 
-static void plan_program(Graph *g, Plan *plan, Program *p, const size_t *persistent, bool wanted) {
+static void plan_program(Graph *g, Plan *plan, Program *p, const size_t *persistent, bool wanted,
+                         unsigned flags) {
     Arena *a = g->arena;
     int n = g->nodes.len, nk = p->kernels.len;
     bool *mat = arena_alloc(a, (size_t)n);
     if (wanted)
-        fuse_program(g, p, mat);
+        fuse_program(g, p, mat, !(flags & PLAN_NO_FUSE));
+    p->check_numerics = wanted && p->kind == PROG_TRAIN && (flags & PLAN_CHECK_NUMERICS);
     p->offset = arena_alloc(a, sizeof(size_t) * (size_t)n);
     for (int i = 0; i < n; i++)
         p->offset[i] = persistent[i];
@@ -82,6 +86,7 @@ static void plan_program(Graph *g, Plan *plan, Program *p, const size_t *persist
 
     Block *live = arena_alloc(a, sizeof(Block) * (size_t)(nk + 1));
     int nlive = 0;
+    p->peak_kernel = -1;
     size_t top = plan->persistent_bytes, peak = 0;
     for (int k = 0; k < nk; k++) {
         Node *x = p->kernels.items[k].root;
@@ -102,9 +107,17 @@ static void plan_program(Graph *g, Plan *plan, Program *p, const size_t *persist
         size_t size = align_up(node_bytes(x, plan->max_batch, plan->elem_size));
         size_t off = first_fit(live, nlive, plan->persistent_bytes, size);
         p->offset[x->id] = off;
-        live[nlive++] = (Block){off, size, last[x->id] < k ? k : last[x->id]};
-        if (off + size > top)
+        live[nlive++] = (Block){off, size, last[x->id] < k ? k : last[x->id], x};
+        if (off + size > top) { /* a new top: remember what is live under it */
             top = off + size;
+            p->peak_kernel = k;
+            p->peak_live.len = 0;
+            p->peak_live_bytes = 0;
+            for (int i = 0; i < nlive; i++) {
+                vec_push(a, &p->peak_live, live[i].node);
+                p->peak_live_bytes += live[i].size;
+            }
+        }
         size_t in_use = 0;
         for (int i = 0; i < nlive; i++)
             in_use += live[i].size;
@@ -124,6 +137,10 @@ Plan *ir_plan(Graph *g, int64_t max_batch, int elem_size) {
 }
 
 Plan *ir_plan_programs(Graph *g, int64_t max_batch, int elem_size, unsigned mask) {
+    return ir_plan_flags(g, max_batch, elem_size, mask, 0);
+}
+
+Plan *ir_plan_flags(Graph *g, int64_t max_batch, int elem_size, unsigned mask, unsigned flags) {
     gc_assert(max_batch >= 1 && (elem_size == 4 || elem_size == 8));
     Arena *a = g->arena;
     Plan *plan = arena_alloc(a, sizeof *plan);
@@ -143,13 +160,27 @@ Plan *ir_plan_programs(Graph *g, int64_t max_batch, int elem_size, unsigned mask
         persistent[i] = top;
         top = align_up(top + node_bytes(x, max_batch, elem_size));
     }
+    plan->numerics_status = PLAN_NONE;
+    if (flags & PLAN_CHECK_NUMERICS) {
+        plan->numerics_status = top;
+        top = align_up(top + sizeof(int64_t));
+        plan->numerics_backup = arena_alloc(a, sizeof(size_t) * (size_t)n);
+        for (int i = 0; i < n; i++) {
+            Node *x = g->nodes.items[i];
+            plan->numerics_backup[i] = PLAN_NONE;
+            if (x->dead || !(x->op == OP_PARAM || x->op == OP_STATE))
+                continue;
+            plan->numerics_backup[i] = top;
+            top = align_up(top + node_bytes(x, max_batch, elem_size));
+        }
+    }
     plan->persistent_bytes = top;
     plan->arena_bytes = top;
     for (int k = 0; k < PROG_COUNT; k++) {
         Program *p = &plan->prog[k];
         p->kind = (ProgramKind)k;
         p->name = prog_names[k];
-        plan_program(g, plan, p, persistent, mask >> k & 1);
+        plan_program(g, plan, p, persistent, mask >> k & 1, flags);
         if (p->bytes > plan->arena_bytes)
             plan->arena_bytes = p->bytes;
     }

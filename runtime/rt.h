@@ -16,7 +16,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
-typedef enum RtStatus { RT_OK = 0, RT_FAIL = 1 } RtStatus;
+typedef enum RtStatus {
+    RT_OK = 0,
+    RT_FAIL = 1,
+    RT_NONFINITE = 2, /* rt_train only: the checked train program stored a NaN or Inf
+                         (RtModel.nonfinite_status); the step was not taken */
+} RtStatus;
 
 typedef struct RtError {
     char msg[1024]; /* "file:row:col: what", ready to print */
@@ -107,6 +112,12 @@ typedef struct RtModel {
     RtMetric metric;
     int metric_label; /* input index of the labels */
     double metric_threshold;
+    /* gradc train --check-numerics: the byte offset of an int64 status word
+     * in the persistent region (after every parameter, state, input and
+     * hyper) that the train program sets to k + 1 when its kernel k stored a
+     * NaN or Inf, and then returns at once, with the parameters and states
+     * as they were before it ran; 0: the model has no checks. */
+    size_t nonfinite_status;
 } RtModel;
 
 /* Elements of t for a given batch size. */
@@ -332,6 +343,11 @@ typedef struct RtEpochStats {
     /* rt_train's `last` only: RtTrainConfig.stop ended the call early. epoch
      * and step are then the session's (where it stopped), the figures NaN. */
     bool stopped;
+    /* rt_train's `last` only, when it returned RT_NONFINITE: the train
+     * program's kernel that stored the first NaN or Inf (from 0) and the
+     * rows in that step's batch; epoch and step are those of the step that
+     * was not taken (s->epoch + 1, s->step + 1), the figures NaN. */
+    int64_t bad_kernel, bad_batch;
 } RtEpochStats;
 
 typedef struct RtTrainConfig {
@@ -371,7 +387,15 @@ typedef struct RtTrainConfig {
  * progress line per epoch, then cfg->on_epoch; the log (cfg->log_path) is
  * truncated when s has taken no step yet and appended to otherwise. last:
  * the final epoch's figures (may be NULL; when nothing is trained, or a stop
- * ended the call, epoch and step are s's and the rest NaN). */
+ * ended the call, epoch and step are s's and the rest NaN).
+ *
+ * A model with numerics checks (m->nonfinite_status set): its train program
+ * leaves the parameters and optimizer states as they were when it sets the
+ * status word; rt_train then leaves s->step, s->epoch_rows and s->rng as
+ * they were before that step too, and returns RT_NONFINITE with `last`
+ * saying where (bad_kernel, bad_batch) and err a message. The arena still
+ * holds that step's batch, its hypers and the status word, so that the
+ * caller can run the step again to see more. */
 RtStatus rt_train(RtSession *s, const RtDataset *d, const RtTrainConfig *cfg,
                   RtEpochStats *last, RtError *err);
 

@@ -19,6 +19,12 @@
  * from a checkpoint) replays the k reshuffles before it, and sees the rows
  * in the order an uninterrupted run would.
  *
+ * Numerics checks (RtModel.nonfinite_status, gradc train --check-numerics):
+ * a train program that made a NaN or Inf sets the status word and leaves
+ * the parameters and optimizer states as they were before it ran (its
+ * update kernels keep a backup of what they overwrite); the step is not
+ * counted, the RNG draw of its hypers is undone, and training stops there.
+ *
  * Stopping: the caller's flag (RtTrainConfig.stop, set by a signal handler)
  * is read after every step; training ends there with the session counters
  * where a checkpoint resumes exactly. Saving is the caller's, in its
@@ -250,6 +256,14 @@ static void order_epoch(Run *run, int64_t k) {
     }
 }
 
+/* The train program's numerics status word (0: no kernel stored a NaN or
+ * Inf); the model must have one. */
+static int64_t nonfinite_status(const RtSession *s) {
+    int64_t v;
+    memcpy(&v, (const char *)s->arena + s->m->nonfinite_status, sizeof v);
+    return v;
+}
+
 /* Has the caller asked rt_train to stop (RtTrainConfig.stop)? */
 static bool stop_requested(const RtTrainConfig *cfg) {
     return cfg->stop && *cfg->stop != 0;
@@ -274,9 +288,19 @@ static RtStatus run_epoch(RtSession *s, const RtDataset *d, const RtTrainConfig 
         int64_t nb = run->ntrain - at < cfg->batch ? run->ntrain - at : cfg->batch;
         double t0 = now_seconds();
         rt_dataset_gather(s, d, run->perm + at, nb);
+        RtRng rng = s->rng;
         rt_step_hypers(s, run->epochs);
         m->train.fn(s->arena, nb);
         train_time += now_seconds() - t0;
+        if (m->nonfinite_status && nonfinite_status(s) != 0) {
+            s->rng = rng;
+            e->bad_kernel = nonfinite_status(s) - 1;
+            e->bad_batch = nb;
+            rt_fail(err, "a NaN or Inf at step %lld (epoch %lld): kernel %lld of the train "
+                         "program stored it; the step was not taken",
+                    (long long)s->step + 1, (long long)e->epoch, (long long)e->bad_kernel);
+            return RT_NONFINITE;
+        }
         double loss = read_scalar(s, &m->train.roots[0]);
         if (m->train_lr_root > 0)
             e->lr = read_scalar(s, &m->train.roots[m->train_lr_root]);
@@ -338,6 +362,8 @@ static RtStatus start_run(const RtSession *s, const RtDataset *d, const RtTrainC
             run->last_epoch = s->epoch + 1 + more;
     }
     run->epochs = cfg->epochs > 0 ? cfg->epochs : run->last_epoch;
+    if (s->m->nonfinite_status)
+        memset((char *)s->arena + s->m->nonfinite_status, 0, sizeof(int64_t));
     if (cfg->log_path && !(run->log = fopen(cfg->log_path, s->step ? "a" : "w")))
         return rt_fail(err, "cannot open log '%s': %s", cfg->log_path, strerror(errno));
     return RT_OK;
@@ -381,6 +407,11 @@ RtStatus rt_train(RtSession *s, const RtDataset *d, const RtTrainConfig *cfg, Rt
         double t0 = now_seconds();
         RtEpochStats es = {.epoch = s->epoch + 1, .lr = NAN, .val_loss = NAN, .accuracy = NAN};
         st = run_epoch(s, d, cfg, &run, step_limit, &es, &at_limit, &stopped, err);
+        if (st == RT_NONFINITE && last)
+            *last = (RtEpochStats){.epoch = es.epoch, .step = s->step + 1, .lr = NAN,
+                                   .loss = NAN, .val_loss = NAN, .accuracy = NAN,
+                                   .samples_per_s = NAN, .seconds = NAN,
+                                   .bad_kernel = es.bad_kernel, .bad_batch = es.bad_batch};
         if (st != RT_OK || stopped)
             break;
         if (run.nval > 0)
