@@ -83,7 +83,7 @@ CgModule *cg_compile(const Graph *g, const Plan *plan, const CgOptions *o, Diags
     else if (ok)
         stage(&opt, "llvm-opt");
     LLVMDisposeTargetMachine(tm);
-    if (ok) {
+    if (ok && !opt.no_ir_text) {
         char *text = LLVMPrintModuleToString(mod);
         m->ir = copy_str(text);
         LLVMDisposeMessage(text);
@@ -125,7 +125,7 @@ RtFn cg_program(const CgModule *m, ProgramKind kind) {
     return m->fn[kind];
 }
 
-char *cg_llvm_ir(const CgModule *m) { return copy_str(m->ir); }
+char *cg_llvm_ir(const CgModule *m) { return m->ir ? copy_str(m->ir) : NULL; }
 
 void cg_free(CgModule *m) {
     if (!m)
@@ -138,6 +138,10 @@ void cg_free(CgModule *m) {
 /* The kept IR text is parsed into a fresh context, so this works whatever
  * the JIT has done with the module. */
 char *cg_module_asm(const CgModule *m, char **err) {
+    if (!m->ir) {
+        *err = copy_str("the module was compiled without its IR text (no_ir_text)");
+        return NULL;
+    }
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMMemoryBufferRef buf =
         LLVMCreateMemoryBufferWithMemoryRangeCopy(m->ir, strlen(m->ir), "module");

@@ -26,6 +26,10 @@ typedef struct CgOptions {
      * A stage that fails is not reported, nor any after it. */
     void (*stage)(const char *stage, void *ud);
     void *stage_ud;
+    /* cg_compile: do not keep the IR text (cg_llvm_ir and cg_module_asm
+     * then return NULL); saves the time of printing the module, for
+     * commands that only run the code. */
+    bool no_ir_text;
 } CgOptions;
 
 typedef struct CgModule CgModule;
@@ -35,7 +39,8 @@ typedef struct CgModule CgModule;
 CgModule *cg_compile(const Graph *g, const Plan *plan, const CgOptions *o, Diags *d);
 /* The compiled entry point of a program; NULL if the plan has none. */
 RtFn cg_program(const CgModule *m, ProgramKind kind);
-/* The module's LLVM IR as text, after optimisation (malloc'ed; free()). */
+/* The module's LLVM IR as text, after optimisation (malloc'ed; free());
+ * NULL when it was compiled with no_ir_text. */
 char *cg_llvm_ir(const CgModule *m);
 /* The host assembly of the optimised module (malloc'ed), or NULL and *err
  * (malloc'ed). */

@@ -86,7 +86,8 @@ CgModule *compile_programs_flags(Diags *d, Graph *g, int64_t batch, unsigned mas
     ir_optimize_observed(g, timing_pass_observer, t);
     Plan *plan = ir_plan_flags(g, batch, elem_size, mask, plan_flags);
     timing_mark(t, "fuse and plan");
-    CgOptions co = {.elem_size = elem_size, .opt_level = 2, .stage = timing_stage_observer,
+    CgOptions co = {.elem_size = elem_size, .opt_level = 2, .no_ir_text = true,
+                    .stage = timing_stage_observer,
                     .stage_ud = t};
     CgModule *cg = cg_compile(g, plan, &co, d);
     if (!cg) {

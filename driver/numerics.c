@@ -227,7 +227,7 @@ static int64_t run_unfused(Numerics *nx, Arena *a, const RtSession *s, int64_t b
     *arena_out = NULL;
     Diags d;
     diags_init(&d, a);
-    CgOptions co = {.elem_size = fast->elem_size, .opt_level = 2};
+    CgOptions co = {.elem_size = fast->elem_size, .opt_level = 2, .no_ir_text = true};
     CgModule *cg = cg_compile(nx->g, slow, &co, &d);
     if (!cg) {
         fprintf(stderr, "gradc: note: cannot compile the train step without fusion to find the "
