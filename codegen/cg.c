@@ -35,6 +35,29 @@ static void stage(const CgOptions *o, const char *name) {
         o->stage(name, o->stage_ud);
 }
 
+/* Lower plan's programs into a module in ctx (*out, which the caller
+ * disposes of or hands on, whatever the result), then verify and optimise
+ * it for tm, reporting each stage. false with a diagnostic when LLVM
+ * refuses it. */
+static bool build_module(LLVMContextRef ctx, const Graph *g, const Plan *plan,
+                         const CgOptions *opt, LLVMTargetMachineRef tm, Arena *a,
+                         const char **names, LLVMModuleRef *out, Diags *d) {
+    char *err = NULL;
+    LLVMModuleRef mod = *out = cg_lower(ctx, g, plan, opt->elem_size, a, names);
+    stage(opt, "llvm-lower");
+    if (!cg_verify(mod, tm, &err)) {
+        fail(d, "cannot optimise the generated code", err);
+        return false;
+    }
+    stage(opt, "llvm-verify");
+    if (!cg_run_passes(mod, tm, opt->opt_level, &err)) {
+        fail(d, "cannot optimise the generated code", err);
+        return false;
+    }
+    stage(opt, "llvm-opt");
+    return true;
+}
+
 static char *copy_str(const char *s) {
     size_t n = strlen(s) + 1;
     char *c = malloc(n);
@@ -71,17 +94,8 @@ CgModule *cg_compile(const Graph *g, const Plan *plan, const CgOptions *o, Diags
     stage(&opt, "llvm-setup");
     Arena *a = arena_new();
     const char *names[PROG_COUNT];
-    LLVMModuleRef mod = cg_lower(cg_jit_context(m->jit), g, plan, opt.elem_size, a, names);
-    stage(&opt, "llvm-lower");
-    bool ok = cg_verify(mod, tm, &err);
-    if (!ok)
-        fail(d, "cannot optimise the generated code", err);
-    else
-        stage(&opt, "llvm-verify");
-    if (ok && !(ok = cg_run_passes(mod, tm, opt.opt_level, &err)))
-        fail(d, "cannot optimise the generated code", err);
-    else if (ok)
-        stage(&opt, "llvm-opt");
+    LLVMModuleRef mod;
+    bool ok = build_module(cg_jit_context(m->jit), g, plan, &opt, tm, a, names, &mod, d);
     LLVMDisposeTargetMachine(tm);
     if (ok && !opt.no_ir_text) {
         char *text = LLVMPrintModuleToString(mod);
@@ -226,17 +240,8 @@ bool cg_emit_object(const Graph *g, const Plan *plan, const CgOptions *o, const 
     stage(&opt, "llvm-setup");
     Arena *a = arena_new();
     const char *names[PROG_COUNT];
-    LLVMModuleRef mod = cg_lower(ctx, g, plan, opt.elem_size, a, names);
-    stage(&opt, "llvm-lower");
-    bool ok = cg_verify(mod, tm, &err);
-    if (!ok)
-        fail(d, "cannot optimise the generated code", err);
-    else
-        stage(&opt, "llvm-verify");
-    if (ok && !(ok = cg_run_passes(mod, tm, opt.opt_level, &err)))
-        fail(d, "cannot optimise the generated code", err);
-    else if (ok)
-        stage(&opt, "llvm-opt");
+    LLVMModuleRef mod;
+    bool ok = build_module(ctx, g, plan, &opt, tm, a, names, &mod, d);
     if (ok && !(ok = cg_emit_object_file(mod, tm, path, &err)))
         fail(d, "cannot emit the object file", err);
     else if (ok)
