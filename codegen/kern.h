@@ -88,6 +88,12 @@ typedef struct Kern {
     Vec(Memo) memo;
     struct Loop *open[8]; /* the loops being emitted, outermost first */
     int nopen;
+    /* A parallel kernel (lower.c, kernel_parallel): its function takes
+     * (part, nparts) after batch and runs only its share of the outermost
+     * loop; `wrap` is `void name_part(ptr ctx, i64 part, i64 nparts)`,
+     * which loads the buffers and batch from ctx and calls it. */
+    bool par;
+    LLVMValueRef part, nparts, wrap;
 } Kern;
 
 /* ---- small IR helpers -------------------------------------------------------- */

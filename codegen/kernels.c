@@ -22,13 +22,14 @@
 
 /* ---- BLAS ---------------------------------------------------------------------- */
 
-/* The declaration of cblas_sgemm / cblas_dgemm (blasint is int here):
- * (order, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc). */
+/* The declaration of the runtime's matrix product (rt.h, pool.c), which
+ * splits it across the thread pool into single-threaded OpenBLAS calls:
+ * rt_gemm_f32 / rt_gemm_f64(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc). */
 static LLVMValueRef gemm_decl(Lower *L, LLVMTypeRef *fty) {
-    const char *name = L->elem == LLVMFloatTypeInContext(L->ctx) ? "cblas_sgemm" : "cblas_dgemm";
+    const char *name = L->elem == LLVMFloatTypeInContext(L->ctx) ? "rt_gemm_f32" : "rt_gemm_f64";
     LLVMTypeRef i = L->i32, f = L->elem, p = L->ptr;
-    LLVMTypeRef params[14] = {i, i, i, i, i, i, f, p, i, p, i, f, p, i};
-    *fty = LLVMFunctionType(L->vd, params, 14, 0);
+    LLVMTypeRef params[12] = {i, i, i, i, i, p, i, p, i, f, p, i};
+    *fty = LLVMFunctionType(L->vd, params, 12, 0);
     LLVMValueRef fn = LLVMGetNamedFunction(L->mod, name);
     if (!fn) {
         fn = LLVMAddFunction(L->mod, name, *fty);
@@ -44,7 +45,7 @@ static LLVMValueRef gemm_decl(Lower *L, LLVMTypeRef *fty) {
  * [lead(A), last(A)], B [lead(B), last(B)], so
  *   M = rows of op(A) = ta ? last(A) : lead(A),  K = ta ? lead(A) : last(A),
  *   N = cols of op(B) = tb ? lead(B) : last(B),
- * cblas_xgemm(RowMajor, ta, tb, M, N, K, 1, A, last(A), B, last(B), 0, C, N).
+ * rt_gemm_x(ta, tb, M, N, K, A, last(A), B, last(B), 0, C, N).
  * [B, T, d] @ [d, h] is M = B*T; [B, T, d]^T @ [B, T, h] contracts K = B*T. */
 LLVMValueRef lower_matmul(Kern *k, const Node *n, const Map *map) {
     gc_assert(!map);
@@ -56,14 +57,12 @@ LLVMValueRef lower_matmul(Kern *k, const Node *n, const Map *map) {
     Mono m = ta ? last_a : lead_a, kk = ta ? lead_a : last_a, nn = tb ? lead_b : last_b;
     LLVMTypeRef i32 = k->L->i32;
 #define I32(mono) LLVMBuildTrunc(k->b, mono_value(k, (mono)), i32, "")
-    LLVMValueRef args[14] = {
-        LLVMConstInt(i32, 101, 0),             /* CblasRowMajor */
-        LLVMConstInt(i32, ta ? 112 : 111, 0), /* CblasTrans : CblasNoTrans */
-        LLVMConstInt(i32, tb ? 112 : 111, 0),
+    LLVMValueRef args[12] = {
+        LLVMConstInt(i32, ta, 0),
+        LLVMConstInt(i32, tb, 0),
         I32(m),
         I32(nn),
         I32(kk),
-        cfp(k, 1),
         buf_ptr(k, a),
         I32(last_a),
         buf_ptr(k, b),
@@ -75,7 +74,7 @@ LLVMValueRef lower_matmul(Kern *k, const Node *n, const Map *map) {
 #undef I32
     LLVMTypeRef fty;
     LLVMValueRef fn = gemm_decl(k->L, &fty);
-    LLVMBuildCall2(k->b, fty, fn, args, 14, "");
+    LLVMBuildCall2(k->b, fty, fn, args, 12, "");
     return NULL;
 }
 

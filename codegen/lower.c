@@ -589,6 +589,27 @@ static LLVMValueRef scan_nonfinite(Kern *k, const Node *n) {
     return l.out[0];
 }
 
+/* A parallel kernel's share of the outermost loop: iterations [lo, hi)
+ * with lo = n0 * part / nparts (and hi the next part's lo, n0 for the
+ * last), rounded down to a multiple of 16 when it is the only loop, so
+ * that each part's vectors stay aligned as in the whole loop. The loop
+ * then runs hi - lo times from each access's offset at lo. */
+static void split_outer(Kern *k, LLVMValueRef *n, LLVMValueRef *stv, int nl) {
+    LLVMBuilderRef b = k->b;
+    LLVMValueRef next = LLVMBuildNSWAdd(b, k->part, ci64(k, 1), "");
+    LLVMValueRef lo = LLVMBuildSDiv(b, LLVMBuildNSWMul(b, n[0], k->part, ""), k->nparts, "");
+    LLVMValueRef hi = LLVMBuildSDiv(b, LLVMBuildNSWMul(b, n[0], next, ""), k->nparts, "");
+    if (nl == 1) {
+        lo = LLVMBuildAnd(b, lo, ci64(k, -16), "lo");
+        hi = LLVMBuildAnd(b, hi, ci64(k, -16), "");
+    }
+    LLVMValueRef last = LLVMBuildICmp(b, LLVMIntEQ, next, k->nparts, "");
+    hi = LLVMBuildSelect(b, last, n[0], hi, "hi");
+    n[0] = LLVMBuildNSWSub(b, hi, lo, "");
+    for (int a = 0; a < k->acc.len; a++)
+        k->acc.items[a].off = imul(k, lo, stv[a * IR_MAX_RANK]);
+}
+
 /* The loop nest of a fused kernel; returns, when the program checks
  * numerics, whether a stored value was NaN or Inf (an i1 carried through
  * every loop), else NULL. */
@@ -638,6 +659,9 @@ static LLVMValueRef emit_fused(Kern *k) {
         for (int l = 0; l < nl; l++)
             stv[a * IR_MAX_RANK + l] = mono_value(k, k->acc.items[a].st[l]);
     }
+
+    if (k->par && nl > 0)
+        split_outer(k, n, stv, nl);
 
     bool check = checking(k);
     LLVMValueRef bad = check ? LLVMConstInt(k->L->i1, 0, 0) : NULL;
@@ -701,12 +725,13 @@ static LLVMAttributeRef vector_width_attr(Lower *L) {
  * builder at its entry. */
 static void kern_begin(Kern *k, const char *name) {
     Lower *L = k->L;
-    int nb = k->bufs.len;
-    LLVMTypeRef *params = arena_alloc(L->a, sizeof *params * (size_t)(nb + 1));
+    int nb = k->bufs.len, np = nb + 1 + (k->par ? 2 : 0);
+    LLVMTypeRef *params = arena_alloc(L->a, sizeof *params * (size_t)np);
     for (int i = 0; i < nb; i++)
         params[i] = L->ptr;
-    params[nb] = L->i64;
-    k->fnty = LLVMFunctionType(checking(k) ? L->i1 : L->vd, params, (unsigned)nb + 1, 0);
+    for (int i = nb; i < np; i++)
+        params[i] = L->i64;
+    k->fnty = LLVMFunctionType(checking(k) ? L->i1 : L->vd, params, (unsigned)np, 0);
     k->fn = LLVMAddFunction(L->mod, name, k->fnty);
     LLVMSetLinkage(k->fn, LLVMInternalLinkage);
     LLVMAddAttributeAtIndex(k->fn, LLVMAttributeFunctionIndex, enum_attr(L, "nounwind"));
@@ -719,12 +744,54 @@ static void kern_begin(Kern *k, const char *name) {
     }
     k->batch = LLVMGetParam(k->fn, (unsigned)nb);
     LLVMSetValueName2(k->batch, "batch", 5);
+    if (k->par) {
+        k->part = LLVMGetParam(k->fn, (unsigned)nb + 1);
+        k->nparts = LLVMGetParam(k->fn, (unsigned)nb + 2);
+        LLVMSetValueName2(k->part, "part", 4);
+        LLVMSetValueName2(k->nparts, "nparts", 6);
+    }
     LLVMPositionBuilderAtEnd(L->b, LLVMAppendBasicBlockInContext(L->ctx, k->fn, "entry"));
+}
+
+/* Whether kernel kr runs on the thread pool: a fused loop (elementwise,
+ * no reduction: its iterations are independent) big enough to repay the
+ * hand-off, or of a batch-dependent size (the runtime decides by the
+ * element count, rt_parallel_for), in a program that does not check
+ * numerics (whose kernels return a flag). */
+static bool kernel_parallel(const Lower *L, const Kernel *kr) {
+    if (!kr->fused || L->p->check_numerics)
+        return false;
+    Mono numel = mono_dims(&kr->root->shape, 0, kr->root->shape.rank);
+    return numel.e > 0 || numel.c >= 65536;
+}
+
+/* `void name_part(ptr ctx, i64 part, i64 nparts)` for parallel kernel k
+ * (rt_parallel_for's RtPartFn): ctx holds k's buffer pointers, then the
+ * batch (8 bytes each). */
+static void emit_part_wrapper(Lower *L, Kern *k, const char *name) {
+    LLVMTypeRef params[3] = {L->ptr, L->i64, L->i64};
+    k->wrap = LLVMAddFunction(L->mod, name, LLVMFunctionType(L->vd, params, 3, 0));
+    LLVMSetLinkage(k->wrap, LLVMInternalLinkage);
+    LLVMAddAttributeAtIndex(k->wrap, LLVMAttributeFunctionIndex, enum_attr(L, "nounwind"));
+    LLVMAddAttributeAtIndex(k->wrap, LLVMAttributeFunctionIndex, vector_width_attr(L));
+    LLVMPositionBuilderAtEnd(L->b, LLVMAppendBasicBlockInContext(L->ctx, k->wrap, "entry"));
+    LLVMValueRef ctx = LLVMGetParam(k->wrap, 0);
+    int nb = k->bufs.len;
+    LLVMValueRef *args = arena_alloc(L->a, sizeof *args * (size_t)(nb + 3));
+    for (int i = 0; i <= nb; i++) {
+        LLVMValueRef at = LLVMConstInt(L->i64, (unsigned long long)i, 0);
+        LLVMValueRef slot = LLVMBuildInBoundsGEP2(L->b, L->i64, ctx, &at, 1, "");
+        args[i] = LLVMBuildLoad2(L->b, i < nb ? L->ptr : L->i64, slot, "");
+    }
+    args[nb + 1] = LLVMGetParam(k->wrap, 1);
+    args[nb + 2] = LLVMGetParam(k->wrap, 2);
+    LLVMBuildCall2(L->b, k->fnty, k->fn, args, (unsigned)nb + 3, "");
+    LLVMBuildRetVoid(L->b);
 }
 
 /* Build kernel kr of the current program as function `name`. */
 static void emit_kernel(Lower *L, Kern *k, const Kernel *kr, const char *name) {
-    *k = (Kern){.L = L, .b = L->b, .k = kr};
+    *k = (Kern){.L = L, .b = L->b, .k = kr, .par = kernel_parallel(L, kr)};
     const Node *root = kr->root;
     LLVMValueRef bad = NULL; /* checking numerics: true if a stored value is NaN or Inf */
     if (kr->fused) {
@@ -759,6 +826,8 @@ static void emit_kernel(Lower *L, Kern *k, const Kernel *kr, const char *name) {
         LLVMBuildRet(L->b, bad);
     else
         LLVMBuildRetVoid(L->b);
+    if (k->par)
+        emit_part_wrapper(L, k, arena_printf(L->a, "%s_part", name));
 }
 
 /* Copy back from their backups the destinations of the update kernels
@@ -777,6 +846,32 @@ static void emit_restore(Lower *L, const Program *p, int upto, LLVMValueRef aren
                             LLVMConstInt(L->i64, bytes, 0));
         }
     }
+}
+
+/* Run parallel kernel k on the pool: its buffers (args) and batch into a
+ * context on the stack, then rt_parallel_for(k's wrapper, ctx, k's element
+ * count). Returns NULL (a parallel kernel checks nothing). */
+static LLVMValueRef call_parallel(Lower *L, Kern *k, LLVMValueRef *args, LLVMValueRef batch) {
+    int nb = k->bufs.len;
+    LLVMTypeRef slots = LLVMArrayType2(L->i64, (uint64_t)nb + 1);
+    LLVMValueRef ctx = LLVMBuildAlloca(L->b, slots, "ctx");
+    for (int i = 0; i <= nb; i++) {
+        LLVMValueRef at = LLVMConstInt(L->i64, (unsigned long long)i, 0);
+        LLVMBuildStore(L->b, args[i], LLVMBuildInBoundsGEP2(L->b, L->i64, ctx, &at, 1, ""));
+    }
+    Kern at_entry = {.L = L, .b = L->b, .batch = batch};
+    const Shape *s = &k->k->root->shape;
+    LLVMValueRef work = mono_value(&at_entry, mono_dims(s, 0, s->rank));
+    LLVMTypeRef params[3] = {L->ptr, L->ptr, L->i64};
+    LLVMTypeRef fty = LLVMFunctionType(L->vd, params, 3, 0);
+    LLVMValueRef rt = LLVMGetNamedFunction(L->mod, "rt_parallel_for");
+    if (!rt) {
+        rt = LLVMAddFunction(L->mod, "rt_parallel_for", fty);
+        LLVMAddAttributeAtIndex(rt, LLVMAttributeFunctionIndex, enum_attr(L, "nounwind"));
+    }
+    LLVMValueRef call[3] = {k->wrap, ctx, work};
+    LLVMBuildCall2(L->b, fty, rt, call, 3, "");
+    return NULL;
 }
 
 /* `void name(ptr arena, i64 batch)`: each kernel in order, called with
@@ -808,7 +903,8 @@ static void emit_program(Lower *L, const Program *p, const char *name) {
             args[b] = LLVMBuildInBoundsGEP2(L->b, LLVMInt8TypeInContext(L->ctx), arena, &off, 1, "");
         }
         args[nb] = batch;
-        LLVMValueRef bad = LLVMBuildCall2(L->b, k->fnty, k->fn, args, (unsigned)nb + 1, "");
+        LLVMValueRef bad = k->par ? call_parallel(L, k, args, batch)
+                                  : LLVMBuildCall2(L->b, k->fnty, k->fn, args, (unsigned)nb + 1, "");
         if (p->check_numerics) {
             LLVMBasicBlockRef stop = LLVMAppendBasicBlockInContext(L->ctx, fn, "nonfinite");
             LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(L->ctx, fn, "next");

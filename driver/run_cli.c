@@ -102,7 +102,7 @@ static const char train_rest[] =
     "  --log F.jsonl   one JSON object per epoch: epoch, step, lr, loss, val_loss,\n"
     "                  accuracy, samples_per_s, seconds (a resumed run appends)\n"
     "  --plot F.svg    draw the training curves (loss, val_loss, accuracy per epoch)\n"
-    "  --threads N     OpenBLAS threads (default: OpenBLAS's choice)\n"
+    "  --threads N     threads for the compiled code (default: one per CPU)\n"
     "  -q, --quiet     no progress output\n"
     "  -h, --help      this text\n"
     "\n"
@@ -160,7 +160,7 @@ static const char predict_opts[] =
     "                  class names when the weights carry them (string labels)\n";
 
 static const char predict_rest[] =
-    "  --threads N     OpenBLAS threads\n"
+    "  --threads N     threads for the compiled code (default: one per CPU)\n"
     "  -q, --quiet     no summary line\n"
     "  -h, --help      this text\n"
     "\n"
@@ -237,7 +237,7 @@ static void usage_eval(FILE *f, const RunCli *c) {
         fprintf(f, "  --batch N       rows per run of the eval program (default and at most\n"
                    "                  %lld, the batch it was built for)\n",
                 (long long)b->batch);
-    fputs("  --threads N     OpenBLAS threads\n"
+    fputs("  --threads N     threads for the compiled code (default: one per CPU)\n"
           "  -q, --quiet     only the figures, not the summary line before them\n"
           "  -h, --help      this text\n",
           f);

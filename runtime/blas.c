@@ -94,8 +94,10 @@ void rt_setup(int threads) {
         if (core)
             force_core(core);
     }
-    if (threads > 0)
-        openblas_set_num_threads(threads);
+    /* The pool splits the products; OpenBLAS's own threads would spin
+     * beside it (pool.c). */
+    openblas_set_num_threads(1);
+    rt_pool_setup(threads);
 #if defined(__x86_64__)
     _mm_setcsr(_mm_getcsr() | 0x8040); /* FTZ (bit 15) | DAZ (bit 6) */
 #endif

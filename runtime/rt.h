@@ -126,11 +126,39 @@ int64_t rt_numel(const RtTensor *t, int64_t batch);
 /* ---- process set-up -------------------------------------------------------
  * Make OpenBLAS use its AVX-512 (or AVX2) kernels when the CPU has them, even
  * where OpenBLAS's own detection falls back to SSE3, unless the user set
- * OPENBLAS_CORETYPE; set its thread count (0: leave as is); set flush-to-zero
+ * OPENBLAS_CORETYPE; run it single-threaded and start the thread pool with
+ * `threads` threads (rt_pool_setup; 0: one per CPU); set flush-to-zero
  * and denormals-are-zero. Call once before training. */
 void rt_setup(int threads);
 /* The OpenBLAS kernel family in use ("SkylakeX", "Haswell", ...). */
 const char *rt_blas_corename(void);
+
+/* ---- the thread pool (runtime/pool.c) ----------------------------------------
+ * One process-wide pool runs the compiled code's matrix products and large
+ * loops on every core; OpenBLAS itself runs single-threaded (rt_setup), so
+ * no second pool spins beside it. Idle workers sleep. */
+/* Use `threads` threads, the caller included (<= 0: one per CPU this process
+ * may run on). Starts the workers the first time; later calls may change
+ * the count. Called by rt_setup. */
+void rt_pool_setup(int threads);
+int rt_pool_threads(void);
+/* One part of a parallel loop: part of nparts, each part a disjoint share
+ * of the work that does not depend on nparts for its results. */
+typedef void (*RtPartFn)(void *ctx, int64_t part, int64_t nparts);
+/* fn(ctx, p, n) for p in [0, n), on the pool, returning when all are done;
+ * n is min(threads, work / grain), 1 when another thread holds the pool.
+ * Called by the compiled code with work = the loop's element count. */
+void rt_parallel_for(RtPartFn fn, void *ctx, int64_t work);
+/* The same with nparts chosen by the caller (capped at the thread count). */
+void rt_parallel_parts(RtPartFn fn, void *ctx, int64_t nparts);
+/* C[m, n] = op(A) op(B) + beta C, row-major (CBLAS's arguments without the
+ * order and alpha = 1; ta, tb nonzero: transposed), split into blocks of C
+ * across the pool, each a single-threaded OpenBLAS call. The compiled
+ * code's matrix products. */
+void rt_gemm_f32(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b,
+                 int ldb, float beta, float *c, int ldc);
+void rt_gemm_f64(int ta, int tb, int m, int n, int k, const double *a, int lda, const double *b,
+                 int ldb, double beta, double *c, int ldc);
 
 /* ---- RNG --------------------------------------------------------------------
  * xoshiro256** seeded through splitmix64: the same seed gives the same
