@@ -12,10 +12,12 @@
  * rt_parallel_for(fn, ctx, work) runs fn(ctx, part, nparts) for part in
  * [0, nparts) with the caller taking part 0 and each worker one other part,
  * and returns when all are done. nparts is 1 (the caller alone, no
- * synchronisation) when the pool has one thread, when `work` is too small
- * to repay waking a worker, or when another thread holds the pool (sessions
- * of the embedding API on different threads): correct either way, since
- * parts never depend on how many there are.
+ * synchronisation) when the pool has one thread or `work` is too small to
+ * repay waking a worker; it depends only on the thread count and the work,
+ * so a run repeats to the bit. When another thread holds the pool
+ * (instances of a gradc build --lib library on different threads) the
+ * caller runs the same parts itself, one after the other, with the same
+ * results.
  *
  * Waiting: a worker spins for about RT_POOL_SPIN_NS after its last part
  * (a step posts parts every few microseconds) and then sleeps on a futex,
@@ -151,8 +153,15 @@ void rt_parallel_for(RtPartFn fn, void *ctx, int64_t work) {
 void rt_parallel_parts(RtPartFn fn, void *ctx, int64_t nparts) {
     if (nparts > pool.nthreads)
         nparts = pool.nthreads;
-    if (nparts < 2 || pthread_mutex_trylock(&pool.lock) != 0) {
+    if (nparts < 2) {
         fn(ctx, 0, 1);
+        return;
+    }
+    if (pthread_mutex_trylock(&pool.lock) != 0) {
+        /* Busy: the same parts, one after the other, so that the results
+         * are those of the pool to the bit. */
+        for (int64_t p = 0; p < nparts; p++)
+            fn(ctx, p, nparts);
         return;
     }
     pool.fn = fn;

@@ -146,8 +146,9 @@ int rt_pool_threads(void);
  * of the work that does not depend on nparts for its results. */
 typedef void (*RtPartFn)(void *ctx, int64_t part, int64_t nparts);
 /* fn(ctx, p, n) for p in [0, n), on the pool, returning when all are done;
- * n is min(threads, work / grain), 1 when another thread holds the pool.
- * Called by the compiled code with work = the loop's element count. */
+ * n is min(threads, work / grain) (when another thread holds the pool, the
+ * caller runs the n parts itself). Called by the compiled code with work =
+ * the loop's element count. */
 void rt_parallel_for(RtPartFn fn, void *ctx, int64_t work);
 /* The same with nparts chosen by the caller (capped at the thread count). */
 void rt_parallel_parts(RtPartFn fn, void *ctx, int64_t nparts);
