@@ -19,8 +19,9 @@
  * all (Kernel.more); a value only they use (Adam's new first moment, stored
  * and used by the parameter's step) is computed inline once per element.
  * An update kernel overwrites its parameter and states while it runs, and
- * update kernels run after every other kernel, so a node computed inside
- * one may read no parameter or state but its own group's, and those only
+ * runs after every other kernel that reads them (schedule_updates_early
+ * keeps that true), so a node computed inside one may read no parameter or
+ * state but its own group's, and those only
  * elementwise (index for index: each element is loaded before it is
  * stored); a node that reads another parameter or state, or its own
  * through a transpose or a broadcast, is stored by a kernel of its own that
@@ -171,6 +172,98 @@ static Kernel fused_kernel(Node *root, Node **more, int nmore, const bool *mat, 
     return k;
 }
 
+/* ---- scheduling the optimizer early ------------------------------------------
+ * Kernels are first in topological order with the updates last. Each
+ * kernel of the optimizer (an update, or a node the rule made, such as
+ * Adam's bias corrections or a gradient norm) then moves up to just after
+ * the last kernel it conflicts with: one that writes a buffer it reads (its
+ * gradient), reads a buffer it writes (a backward product that still needs
+ * the parameter's old value), or writes one it writes. So each parameter
+ * is updated as soon as its gradient is complete and nothing needs its old
+ * value any more, while the gradient is still in cache, and the memory plan
+ * can give the gradient's buffer to the rest of the backward pass. */
+
+/* The node whose buffer n uses: itself, or the source of a view chain. */
+static int storage_id(const Node *n) {
+    while (op_has(n->op, OPF_VIEW))
+        n = n->src[0];
+    return n->id;
+}
+
+typedef Vec(int) Ids; /* storage node ids */
+
+typedef struct Access {
+    Ids reads, writes;
+} Access;
+
+static void add_id(Arena *a, Ids *v, int id) {
+    for (int i = 0; i < v->len; i++)
+        if (v->items[i] == id)
+            return;
+    vec_push(a, v, id);
+}
+
+/* The buffers kernel k reads and writes. */
+static Access kernel_access(Arena *a, const Kernel *k, const bool *mat) {
+    Access acc = {0};
+    Node *single[1] = {k->root};
+    Node **body = k->fused ? k->body.items : single;
+    int nbody = k->fused ? k->body.len : 1;
+    for (int b = 0; b < nbody; b++) {
+        const Node *x = body[b];
+        for (int s = 0; s < x->nsrc; s++)
+            if (!(x->op == OP_ASSIGN && s == 0) && mat[x->src[s]->id])
+                add_id(a, &acc.reads, storage_id(x->src[s]));
+    }
+    for (int r = 0; r <= k->more.len; r++) {
+        const Node *x = r == 0 ? k->root : k->more.items[r - 1];
+        add_id(a, &acc.writes, storage_id(x->op == OP_ASSIGN ? x->src[0] : x));
+    }
+    return acc;
+}
+
+static bool meets(const Ids *x, const Ids *y) {
+    for (int i = 0; i < x->len; i++)
+        for (int j = 0; j < y->len; j++)
+            if (x->items[i] == y->items[j])
+                return true;
+    return false;
+}
+
+static bool conflict(const Access *x, const Access *y) {
+    return meets(&x->writes, &y->reads) || meets(&x->reads, &y->writes) ||
+           meets(&x->writes, &y->writes);
+}
+
+static void schedule_updates_early(Graph *g, Program *p, const bool *mat) {
+    int nk = p->kernels.len;
+    if (!g->has_update || nk == 0)
+        return;
+    Arena *a = g->arena;
+    Access *acc = arena_alloc(a, sizeof *acc * (size_t)nk);
+    int *order = arena_alloc(a, sizeof(int) * (size_t)nk), len = 0;
+    for (int k = 0; k < nk; k++) {
+        acc[k] = kernel_access(a, &p->kernels.items[k], mat);
+        if (p->kernels.items[k].root->id < g->update_start)
+            order[len++] = k;
+    }
+    for (int k = 0; k < nk; k++) {
+        if (p->kernels.items[k].root->id < g->update_start)
+            continue;
+        int at = 0;
+        for (int j = 0; j < len; j++)
+            if (conflict(&acc[order[j]], &acc[k]))
+                at = j + 1;
+        memmove(order + at + 1, order + at, sizeof(int) * (size_t)(len - at));
+        order[at] = k;
+        len++;
+    }
+    Kernel *old = arena_alloc(a, sizeof(Kernel) * (size_t)nk);
+    memcpy(old, p->kernels.items, sizeof(Kernel) * (size_t)nk);
+    for (int k = 0; k < nk; k++)
+        p->kernels.items[k] = old[order[k]];
+}
+
 void fuse_program(Graph *g, Program *p, bool *mat, bool fuse) {
     Arena *a = g->arena;
     int n = g->nodes.len;
@@ -295,4 +388,5 @@ void fuse_program(Graph *g, Program *p, bool *mat, bool fuse) {
                 more[nmore++] = g->nodes.items[j];
         vec_push(a, &p->kernels, fused_kernel(x, more, nmore, mat, seen, a));
     }
+    schedule_updates_early(g, p, mat);
 }

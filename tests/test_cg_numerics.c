@@ -56,7 +56,11 @@ static M build(T *t) {
     m.s = ir_state(g, "opt.s.W", 0, (Init){.kind = INIT_CONST}, L0);
     ir_assign(g, m.s, bin(g, OP_ADD, m.s, pw->grad));
     ir_assign(g, pw->node, bin(g, OP_SUB, pw->node, bin(g, OP_MUL, g->lr, pw->grad)));
-    ir_assign(g, pv->node, bin(g, OP_ADD, bin(g, OP_MUL, pv->node, m.big), pv->grad));
+    /* V's rule also reads mix * sum(dW) (mix is 0): V's update waits for
+     * W's gradient, so it runs after W's update (schedule_updates_early). */
+    Node *mix = ir_hyper(g, "mix", 0);
+    Node *dw = bin(g, OP_MUL, mix, ir_reduce(g, OP_SUM, pw->grad, 0, false, L0));
+    ir_assign(g, pv->node, bin(g, OP_ADD, bin(g, OP_ADD, bin(g, OP_MUL, pv->node, m.big), pv->grad), dw));
     ir_update_end(g);
     return m;
 }

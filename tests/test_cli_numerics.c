@@ -150,8 +150,9 @@ static void test_infinite_gradient_names_the_adjoint_and_the_forward_line(void *
 }
 
 /* lr * g overflows in the update kernel: the update is named, with the
- * parameter's declaration. The unfused re-run reproduces it only because
- * the fast program put w back (with w = -inf the forward pass would fail
+ * parameter's declaration: b's, whose gradient is complete first, so its
+ * update runs first. The unfused re-run reproduces it only because the
+ * fast program put b back (with b = -inf the forward pass would fail
  * first). */
 static void test_overflowing_update_names_the_rule_and_the_parameter(void **state) {
     (void)state;
@@ -171,8 +172,8 @@ static void test_overflowing_update_names_the_rule_and_the_parameter(void **stat
                      1);
     char want[1024];
     snprintf(want, sizeof want,
-             "%s:3:7: note: -inf first appeared in the optimizer update: the sgd update of w at "
-             "%s:3 stored it (1 of 1 values)\n",
+             "%s:4:7: note: -inf first appeared in the optimizer update: the sgd update of b at "
+             "%s:4 stored it (1 of 1 values)\n",
              tmp("up.nn"), tmp("up.nn"));
     assert_contains(err_text, want);
     assert_contains(err_text, "lr = hyper []: min 9.99999962e+35");
