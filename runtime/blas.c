@@ -8,6 +8,9 @@
  * 0.3.25 by https://github.com/OpenMathLib/OpenBLAS/pull/4268). It must not
  * override a core type the user chose with OPENBLAS_CORETYPE, must not leave
  * that variable set for child processes, and must not call any BLAS routine.
+ *
+ * Also owns mapping OpenBLAS's work buffers up front (map_blas_buffers), so
+ * that no matrix product of a training step maps one.
  */
 #include "rt_internal.h"
 
@@ -25,8 +28,13 @@
  * cannot (and need not) be switched. */
 extern char *openblas_get_corename(void);
 extern void openblas_set_num_threads(int num_threads);
+extern int openblas_get_num_procs(void);
 extern void gotoblas_dynamic_init(void) __attribute__((weak));
 extern void gotoblas_dynamic_quit(void) __attribute__((weak));
+/* OpenBLAS's work buffers (driver/others/memory.c), weak like the hooks
+ * above: NULL with another BLAS. */
+extern void *blas_memory_alloc(int procpos) __attribute__((weak));
+extern void blas_memory_free(void *buffer) __attribute__((weak));
 
 /* Core names, as openblas_get_corename() spells them, by vector ISA. */
 static const char *const avx512_cores[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
@@ -82,6 +90,46 @@ static void force_core(const char *core) {
     unsetenv("OPENBLAS_CORETYPE");
 }
 
+/* ---- OpenBLAS's work buffers ------------------------------------------------
+ * Every matrix product past OpenBLAS's small-matrix kernels takes a work
+ * buffer from a process-wide table (driver/others/memory.c: the first one
+ * not in use) for the length of the call, and mmaps a new one (BUFFER_SIZE,
+ * 128 MB of address space, touched only as far as used) when every mapped
+ * one is in use. How many are in use at once depends on how the pool's
+ * products happen to overlap, and on OpenBLAS's own idle threads (one per
+ * CPU but one, started when the library loads), each of which takes one
+ * for good when it first runs, possibly after this. So the table could
+ * otherwise grow at any step of a run. Taking, here, as many at once as the
+ * pool's threads and OpenBLAS's could hold maps them all (up to 64). Builds
+ * with USE_TLS keep a table per thread instead: each pool thread takes one
+ * of its own too. */
+
+enum { MAX_HELD = 64 };
+
+static void take_buffer(void *ctx, int64_t part, int64_t nparts) {
+    (void)ctx;
+    (void)part;
+    (void)nparts;
+    blas_memory_free(blas_memory_alloc(0));
+}
+
+/* Map the work buffers that the pool and OpenBLAS's threads can use at
+ * once, now. */
+static void map_blas_buffers(void) {
+    if (!blas_memory_alloc || !blas_memory_free)
+        return;
+    int n = rt_pool_threads() + openblas_get_num_procs() - 1;
+    if (n > MAX_HELD)
+        n = MAX_HELD;
+    void *held[MAX_HELD];
+    for (int i = 0; i < n; i++)
+        held[i] = blas_memory_alloc(0);
+    for (int i = 0; i < n; i++)
+        if (held[i])
+            blas_memory_free(held[i]);
+    rt_parallel_parts(take_buffer, NULL, rt_pool_threads());
+}
+
 /* Contract: see rt.h. Safe to call more than once: a second call finds the
  * right core already in place. Must run before any BLAS call of this
  * process is in flight. FTZ/DAZ are per thread: they apply to the calling
@@ -98,6 +146,7 @@ void rt_setup(int threads) {
      * beside it (pool.c). */
     openblas_set_num_threads(1);
     rt_pool_setup(threads);
+    map_blas_buffers();
 #if defined(__x86_64__)
     _mm_setcsr(_mm_getcsr() | 0x8040); /* FTZ (bit 15) | DAZ (bit 6) */
 #endif
