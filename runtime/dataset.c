@@ -1,7 +1,7 @@
 /* dataset.c: what the data loaders, the training loop and prediction share:
  * sizing and freeing an RtDataset, checking it against a model, copying a
- * batch of rows into the arena, reading a (possibly gzipped) data file whole,
- * and the range check of int values.
+ * batch of rows into the arena, reading a (possibly gzipped) data file whole
+ * or in pieces (RtReader), and the range check of int values.
  *
  * Must not know any file format beyond gzip framing (csv.c, idx.c, npy.c and
  * text.c own theirs) and must not run compiled code.
@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 char *rt_inputs_str(const RtModel *m, char *buf, size_t n) {
@@ -129,110 +130,215 @@ RtStatus rt_check_int(const RtTensor *t, int64_t v, const char *path, const char
 
 /* ---- reading files ----------------------------------------------------------- */
 
-/* Append n bytes to a growable buffer; false when out of memory. */
-static bool grow_put(unsigned char **buf, size_t *len, size_t *cap, const void *src, size_t n) {
-    if (*len + n + 1 > *cap) {
-        size_t c = *cap ? *cap : 1 << 16;
-        while (c < *len + n + 1) {
-            if (c > SIZE_MAX / 2)
-                return false;
-            c *= 2;
-        }
-        unsigned char *b = realloc(*buf, c);
-        if (!b)
-            return false;
-        *buf = b;
-        *cap = c;
+struct RtGunzip {
+    z_stream z;
+    bool file_eof;   /* every compressed byte has been read from the file */
+    bool ended;      /* the last member ended; only zero padding followed it */
+    uint64_t fed;    /* compressed bytes read from the file so far */
+    unsigned char in[1 << 16];
+};
+
+RtStatus rt_reader_open(RtReader *r, const char *path, RtError *err) {
+    memset(r, 0, sizeof *r);
+    r->path = path;
+    if (!(r->f = fopen(path, "rb")))
+        return rt_fail(err, "cannot open '%s': %s", path, strerror(errno));
+    struct stat sb;
+    bool regular = fstat(fileno(r->f), &sb) == 0 && S_ISREG(sb.st_mode);
+    unsigned char magic[2];
+    size_t k = fread(magic, 1, sizeof magic, r->f);
+    if (k < sizeof magic && ferror(r->f)) {
+        int e = errno;
+        rt_reader_close(r);
+        return rt_fail(err, "cannot read '%s': %s", path, strerror(e));
     }
-    memcpy(*buf + *len, src, n);
-    *len += n;
-    (*buf)[*len] = 0;
-    return true;
+    r->gzipped = k == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+    if (!r->gzipped) {
+        memcpy(r->peek, magic, k);
+        r->npeek = (int)k;
+        r->sized = regular;
+        r->file_bytes = regular ? (uint64_t)sb.st_size : 0;
+        return RT_OK;
+    }
+    struct RtGunzip *gz = calloc(1, sizeof *gz);
+    if (!gz) {
+        rt_reader_close(r);
+        return rt_fail(err, "%s: out of memory decompressing", path);
+    }
+    r->gz = gz;
+    memcpy(gz->in, magic, 2);
+    gz->z.next_in = gz->in;
+    gz->z.avail_in = 2;
+    gz->fed = 2;
+    if (inflateInit2(&gz->z, 16 + MAX_WBITS) != Z_OK) {
+        free(gz);
+        r->gz = NULL;
+        rt_reader_close(r);
+        return rt_fail(err, "%s: cannot start gzip decompression", path);
+    }
+    return RT_OK;
 }
 
-/* Inflate the gzip members of raw[0, n) into *out. */
-static RtStatus gunzip(const char *path, const unsigned char *raw, size_t n, unsigned char **out,
-                       size_t *out_len, RtError *err) {
-    z_stream z;
-    memset(&z, 0, sizeof z);
-    if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK)
-        return rt_fail(err, "%s: cannot start gzip decompression", path);
-    unsigned char *buf = NULL, chunk[1 << 16];
-    size_t len = 0, cap = 0, at = 0;
-    RtStatus st = RT_OK;
-    while (st == RT_OK) {
-        size_t avail = n - at;
-        z.next_in = (unsigned char *)raw + at;
-        z.avail_in = avail > UINT32_MAX ? UINT32_MAX : (uInt)avail;
-        z.next_out = chunk;
-        z.avail_out = sizeof chunk;
-        uInt before = z.avail_in;
-        int r = inflate(&z, Z_NO_FLUSH);
-        at += before - z.avail_in;
-        size_t got = sizeof chunk - z.avail_out;
-        if (got && !grow_put(&buf, &len, &cap, chunk, got)) {
-            st = rt_fail(err, "%s: out of memory decompressing", path);
-        } else if (r == Z_STREAM_END) {
-            /* Another member may follow; trailing zero padding is allowed. */
-            while (at < n && raw[at] == 0)
-                at++;
-            if (at == n)
-                break;
-            if (inflateReset(&z) != Z_OK)
-                st = rt_fail(err, "%s: cannot restart gzip decompression", path);
-        } else if (r == Z_DATA_ERROR || r == Z_NEED_DICT) {
-            st = rt_fail(err, "%s: corrupt gzip data near compressed byte %zu: %s", path, at,
-                         z.msg ? z.msg : "invalid data");
-        } else if (r == Z_MEM_ERROR) {
-            st = rt_fail(err, "%s: out of memory decompressing", path);
-        } else if (r == Z_BUF_ERROR || (r == Z_OK && at == n && got == 0)) {
-            st = rt_fail(err, "%s: the gzip stream is truncated (it ends after %zu "
-                              "decompressed bytes)",
-                         path, len);
+/* More compressed input, once what there was is used up. */
+static RtStatus gz_refill(RtReader *r, RtError *err) {
+    struct RtGunzip *gz = r->gz;
+    size_t k = fread(gz->in, 1, sizeof gz->in, r->f);
+    if (k < sizeof gz->in) {
+        if (ferror(r->f))
+            return rt_fail(err, "cannot read '%s': %s", r->path, strerror(errno));
+        gz->file_eof = true;
+    }
+    gz->z.next_in = gz->in;
+    gz->z.avail_in = (uInt)k;
+    gz->fed += k;
+    return RT_OK;
+}
+
+/* Inflate into buf[0, n) until it is full or the last member ends; *got is
+ * what was made. Gzip members follow each other; zero bytes may pad the end. */
+static RtStatus gz_read(RtReader *r, unsigned char *buf, size_t n, size_t *got, RtError *err) {
+    struct RtGunzip *gz = r->gz;
+    z_stream *z = &gz->z;
+    size_t have = 0;
+    while (have < n && !gz->ended) {
+        if (z->avail_in == 0 && !gz->file_eof && gz_refill(r, err) != RT_OK)
+            return RT_FAIL;
+        size_t room = n - have;
+        z->next_out = buf + have;
+        z->avail_out = room > UINT32_MAX ? UINT32_MAX : (uInt)room;
+        uInt before = z->avail_out;
+        int rc = inflate(z, Z_NO_FLUSH);
+        size_t made = before - z->avail_out;
+        have += made;
+        if (rc == Z_STREAM_END) {
+            for (;;) {
+                while (z->avail_in > 0 && *z->next_in == 0) {
+                    z->next_in++;
+                    z->avail_in--;
+                }
+                if (z->avail_in > 0 || gz->file_eof)
+                    break;
+                if (gz_refill(r, err) != RT_OK)
+                    return RT_FAIL;
+            }
+            if (z->avail_in == 0)
+                gz->ended = true;
+            else if (inflateReset(z) != Z_OK)
+                return rt_fail(err, "%s: cannot restart gzip decompression", r->path);
+        } else if (rc == Z_DATA_ERROR || rc == Z_NEED_DICT) {
+            return rt_fail(err, "%s: corrupt gzip data near compressed byte %zu: %s", r->path,
+                           (size_t)(gz->fed - z->avail_in), z->msg ? z->msg : "invalid data");
+        } else if (rc == Z_MEM_ERROR) {
+            return rt_fail(err, "%s: out of memory decompressing", r->path);
+        } else if (made == 0 && z->avail_in == 0 && gz->file_eof) {
+            return rt_fail(err, "%s: the gzip stream is truncated (it ends after %zu "
+                                "decompressed bytes)",
+                           r->path, (size_t)(r->at + have));
         }
     }
-    inflateEnd(&z);
-    if (st != RT_OK) {
-        free(buf);
-        return st;
-    }
-    if (!buf && !(buf = calloc(1, 1)))
-        return rt_fail(err, "%s: out of memory", path);
-    *out = buf;
-    *out_len = len;
+    *got = have;
     return RT_OK;
+}
+
+RtStatus rt_reader_read(RtReader *r, void *buf, size_t n, size_t *got, RtError *err) {
+    *got = 0;
+    if (r->gz) {
+        if (gz_read(r, buf, n, got, err) != RT_OK) {
+            r->failed = true;
+            *got = 0;
+            return RT_FAIL;
+        }
+        r->at += *got;
+        return RT_OK;
+    }
+    unsigned char *out = buf;
+    size_t have = 0;
+    while (have < n && r->npeek > 0) {
+        out[have++] = r->peek[0];
+        r->peek[0] = r->peek[1];
+        r->npeek--;
+    }
+    if (have < n) {
+        size_t k = fread(out + have, 1, n - have, r->f);
+        if (k < n - have && ferror(r->f)) {
+            r->failed = true;
+            return rt_fail(err, "cannot read '%s': %s", r->path, strerror(errno));
+        }
+        have += k;
+    }
+    r->at += have;
+    *got = have;
+    return RT_OK;
+}
+
+RtStatus rt_reader_rest(RtReader *r, uint64_t *rest, RtError *err) {
+    *rest = 0;
+    if (r->sized) {
+        *rest = r->file_bytes > r->at ? r->file_bytes - r->at : 0;
+        r->at += *rest;
+        return RT_OK;
+    }
+    unsigned char sink[1 << 14];
+    size_t got;
+    do {
+        if (rt_reader_read(r, sink, sizeof sink, &got, err) != RT_OK)
+            return RT_FAIL;
+        *rest += got;
+    } while (got == sizeof sink);
+    return RT_OK;
+}
+
+void rt_reader_close(RtReader *r) {
+    if (r->gz) {
+        inflateEnd(&r->gz->z);
+        free(r->gz);
+    }
+    if (r->f)
+        fclose(r->f);
+    r->gz = NULL;
+    r->f = NULL;
 }
 
 RtStatus rt_read_data_file(const char *path, unsigned char **data, size_t *len, bool *gzipped,
                            RtError *err) {
     *data = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return rt_fail(err, "cannot open '%s': %s", path, strerror(errno));
-    unsigned char *buf = NULL, chunk[1 << 16];
-    size_t n = 0, cap = 0, k;
-    bool oom = false;
-    while (!oom && (k = fread(chunk, 1, sizeof chunk, f)) > 0)
-        oom = !grow_put(&buf, &n, &cap, chunk, k);
-    int failed = ferror(f), e = errno;
-    fclose(f);
-    if (oom || failed) {
-        free(buf);
-        return oom ? rt_fail(err, "%s: out of memory reading the file", path)
-                   : rt_fail(err, "cannot read '%s': %s", path, strerror(e));
+    RtReader r;
+    if (rt_reader_open(&r, path, err) != RT_OK)
+        return RT_FAIL;
+    const char *oom = r.gzipped ? "%s: out of memory decompressing"
+                                : "%s: out of memory reading the file";
+    /* A plain file's size is known: one allocation, one byte over for the
+     * NUL and for the read that finds the end. */
+    size_t cap = r.sized && r.file_bytes < SIZE_MAX - 2 ? (size_t)r.file_bytes + 2 : 1 << 16;
+    unsigned char *buf = malloc(cap);
+    size_t n = 0, got = 0;
+    RtStatus st = buf ? RT_OK : rt_fail(err, oom, path);
+    while (st == RT_OK) {
+        if (cap - n < 2) {
+            unsigned char *b = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
+            if (!b) {
+                st = rt_fail(err, oom, path);
+                break;
+            }
+            buf = b;
+            cap *= 2;
+        }
+        size_t want = cap - n - 1;
+        st = rt_reader_read(&r, buf + n, want, &got, err);
+        n += got;
+        if (got < want)
+            break;
     }
-    if (!buf && !(buf = calloc(1, 1)))
-        return rt_fail(err, "%s: out of memory", path);
-    bool gz = n >= 2 && buf[0] == 0x1f && buf[1] == 0x8b;
     if (gzipped)
-        *gzipped = gz;
-    if (!gz) {
-        *data = buf;
-        *len = n;
-        return RT_OK;
+        *gzipped = r.gzipped;
+    rt_reader_close(&r);
+    if (st != RT_OK) {
+        free(buf);
+        return st;
     }
-    RtStatus st = gunzip(path, buf, n, data, len, err);
-    free(buf);
-    return st;
+    buf[n] = 0;
+    *data = buf;
+    *len = n;
+    return RT_OK;
 }

@@ -284,6 +284,33 @@ static void test_train_split_holds_out_rows_never_trained_on(void **state) {
     rt_session_free(&s);
 }
 
+/* skip_eval: no evaluation pass at all, NaN figures, and the same training
+ * (same rows, same parameters) as with the evaluation. */
+static void test_train_skip_eval_skips_only_the_evaluation(void **state) {
+    (void)state;
+    float wb[2][2];
+    for (int skip = 0; skip < 2; skip++) {
+        memset(&rec, 0, sizeof rec);
+        RtDataset d = lin_data(10);
+        RtSession s = lin_session();
+        RtTrainConfig cfg = quiet_cfg(3, 4);
+        cfg.split = 0.25;
+        cfg.skip_eval = skip;
+        RtEpochStats last;
+        RtError err = {""};
+        assert_int_equal(rt_train(&s, &d, &cfg, &last, &err), RT_OK);
+        assert_int_equal(rec.train_calls, 3 * 2);
+        assert_int_equal(rec.eval_calls, skip ? 0 : 3);
+        assert_true(skip ? isnan(last.val_loss) : isfinite(last.val_loss));
+        assert_true(isfinite(last.loss));
+        wb[skip][0] = *F(s.arena, 0);
+        wb[skip][1] = *F(s.arena, 4);
+        rt_session_free(&s);
+    }
+    assert_memory_equal(wb[0], wb[1], sizeof wb[0]);
+    assert_true(wb[0][0] != 0);
+}
+
 static int count_held_out(double split, int64_t n) {
     memset(&rec, 0, sizeof rec);
     RtDataset d = lin_data(n);
@@ -1249,6 +1276,7 @@ int main(void) {
         cmocka_unit_test_setup(test_train_epoch_loss_is_sample_weighted_mean, setup_each),
         cmocka_unit_test_setup(test_train_steps_limit_stops_mid_epoch, setup_each),
         cmocka_unit_test_setup(test_train_split_holds_out_rows_never_trained_on, setup_each),
+        cmocka_unit_test_setup(test_train_skip_eval_skips_only_the_evaluation, setup_each),
         cmocka_unit_test_setup(test_train_split_keeps_at_least_one_row_each_side, setup_each),
         cmocka_unit_test_setup(test_train_same_seed_gives_identical_results, setup_each),
         cmocka_unit_test_setup(test_train_stops_with_error_on_nan_loss, setup_each),
