@@ -140,6 +140,10 @@ RtModel *cg_rt_model(Arena *a, const Graph *g, const Plan *plan, RtFn const fns[
     m->metric_label = g->metric.label;
     m->metric_threshold = g->metric.threshold;
     m->nonfinite_status = plan->numerics_status != PLAN_NONE ? plan->numerics_status : 0;
+    if (plan->profile_counters != PLAN_NONE) {
+        m->profile_counters = plan->profile_counters;
+        m->profile_kernels = plan->prog[PROG_TRAIN].kernels.len;
+    }
     return m;
 }
 

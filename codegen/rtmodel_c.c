@@ -167,5 +167,8 @@ void cg_write_rt_model_c(FILE *f, const RtModel *m, const char *const fn_names[P
     put_double(f, m->metric_threshold);
     if (m->nonfinite_status)
         fprintf(f, ",\n    .nonfinite_status = %zu", m->nonfinite_status);
+    if (m->profile_counters)
+        fprintf(f, ",\n    .profile_counters = %zu, .profile_kernels = %d", m->profile_counters,
+                m->profile_kernels);
     fputs(",\n};\n", f);
 }

@@ -459,53 +459,18 @@ static void print_memory(FILE *out, Arena *a, const Graph *g, const Plan *plan) 
 
 /* ---- the kernels ------------------------------------------------------------------- */
 
-/* The parameter that dest (a PARAM, or a STATE of one) belongs to. */
-static const Param *owner(const Graph *g, const Node *dest) {
-    int p = dest->op == OP_STATE ? g->states.items[dest->attr.leaf.index].param
-                                 : dest->attr.leaf.index;
-    return &g->params.items[p];
-}
-
-/* "gemm", "loop, 3 ops", "update of h.W, 12 ops, 3 stores", "reduction (sum)". */
-static const char *kernel_kind(Arena *a, const Graph *g, const Kernel *k) {
-    const Node *r = k->root;
-    if (k->fused) {
-        int ops = 0;
-        for (int i = 0; i < k->body.len; i++)
-            if (k->body.items[i]->op != OP_CONST && k->body.items[i]->op != OP_NUMEL &&
-                k->body.items[i]->op != OP_ASSIGN)
-                ops++;
-        if (r->op == OP_ASSIGN)
-            return arena_printf(a, "update of %s, %d op%s, %d store%s", owner(g, r->src[0])->name,
-                                ops, ops == 1 ? "" : "s", 1 + k->more.len, k->more.len ? "s" : "");
-        return arena_printf(a, "loop, %d op%s", ops, ops == 1 ? "" : "s");
-    }
-    if (r->op == OP_MATMUL)
-        return "gemm";
-    if (op_has(r->op, OPF_REDUCE))
-        return arena_printf(a, "reduction (%s)", op_info[r->op].name);
-    return op_info[r->op].name;
-}
-
 static void print_kernels(FILE *out, Arena *a, const Graph *g, const Program *p, int64_t batch) {
     int n = p->kernels.len;
-    const char **kind = arena_alloc(a, sizeof(char *) * (size_t)(n + 1));
-    const char **root = arena_alloc(a, sizeof(char *) * (size_t)(n + 1));
-    Loc *loc = arena_alloc(a, sizeof(Loc) * (size_t)(n + 1));
+    KernelLabel *lab = arena_alloc(a, sizeof *lab * (size_t)(n + 1));
     size_t wk = strlen("kind"), wr = strlen("root"), ws = strlen("shape"), wf = strlen("FLOPs");
     char buf[64], num[32];
     for (int k = 0; k < n; k++) {
         const Node *r = p->kernels.items[k].root;
-        const Node *named = r->op == OP_ASSIGN ? r->src[0] : r;
-        kind[k] = kernel_kind(a, g, &p->kernels.items[k]);
-        /* An update is the parameter's: its declaration, not the rule's line. */
-        loc[k] = r->op == OP_ASSIGN ? owner(g, r->src[0])->loc : r->loc;
-        root[k] = arena_printf(a, "%%%d%s%s", r->id, named->name ? " " : "",
-                               named->name ? named->name : "");
+        lab[k] = ir_kernel_label(a, g, &p->kernels.items[k]);
         size_t len;
-        if ((len = strlen(kind[k])) > wk)
+        if ((len = strlen(lab[k].kind)) > wk)
             wk = len;
-        if ((len = strlen(root[k])) > wr)
+        if ((len = strlen(lab[k].root)) > wr)
             wr = len;
         if ((len = strlen(shape_str(&r->shape, buf, sizeof buf))) > ws)
             ws = len;
@@ -517,9 +482,9 @@ static void print_kernels(FILE *out, Arena *a, const Graph *g, const Program *p,
             (int)ws, "shape", (int)wf, "FLOPs", "source");
     for (int k = 0; k < n; k++) {
         const Kernel *kn = &p->kernels.items[k];
-        fprintf(out, "  %4d  %-*s  %-*s  %-*s  %*s  %s\n", k, (int)wk, kind[k], (int)wr, root[k],
-                (int)ws, shape_str(&kn->root->shape, buf, sizeof buf), (int)wf,
-                commas(num, ir_kernel_flops(kn, batch)), where(a, loc[k]));
+        fprintf(out, "  %4d  %-*s  %-*s  %-*s  %*s  %s\n", k, (int)wk, lab[k].kind, (int)wr,
+                lab[k].root, (int)ws, shape_str(&kn->root->shape, buf, sizeof buf), (int)wf,
+                commas(num, ir_kernel_flops(kn, batch)), lab[k].source);
     }
 }
 

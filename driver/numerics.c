@@ -193,9 +193,12 @@ static void print_note(Arena *a, const Graph *g, const Node *n, const char *what
 /* ---- the unfused run ---------------------------------------------------------------- */
 
 /* The unfused plan keeps every leaf, the status word and the backups where
- * the session has them. */
+ * the session has them (a's profile counters, --profile, come after them
+ * all; b has none). */
 static void assert_same_persistent(const Graph *g, const Plan *a, const Plan *b) {
-    gc_assert(a->persistent_bytes == b->persistent_bytes);
+    gc_assert(b->profile_counters == PLAN_NONE);
+    gc_assert((a->profile_counters != PLAN_NONE ? a->profile_counters : a->persistent_bytes) ==
+              b->persistent_bytes);
     gc_assert(a->numerics_status == b->numerics_status && a->numerics_status != PLAN_NONE);
     gc_assert(a->max_batch == b->max_batch && a->elem_size == b->elem_size);
     const Program *pa = &a->prog[PROG_TRAIN], *pb = &b->prog[PROG_TRAIN];

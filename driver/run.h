@@ -78,6 +78,12 @@ typedef struct RunModel {
      * kernel whose check failed. NULL: the stop message only. */
     void (*explain_nonfinite)(void *user, const RtSession *s, int64_t kernel, int64_t batch);
     void *explain_user;
+    /* gradc train --profile (rm->profile_counters set): called once
+     * training has ended (finished, stopped or failed), with the session
+     * and the run's batch size; prints the time per kernel on stderr when
+     * a step ran. NULL: none. */
+    void (*report_profile)(void *user, const RtSession *s, int64_t batch);
+    void *profile_user;
     /* A built program: the target it was built for, the x86 features that
      * target needs (__builtin_cpu_supports names, NULL-terminated), the
      * --optimizer text it was built with (NULL: the train block's). NULL
@@ -108,6 +114,7 @@ typedef struct RunTrainOpts {
     const char *plot;     /* --plot F.svg: the training curves, drawn at the end */
     bool check_numerics;  /* --check-numerics (gradc only): stop at the first NaN or Inf */
     bool time_passes;     /* --time-passes (gradc only): time per compile stage */
+    bool profile;         /* --profile (gradc only): time per kernel of the train program */
     bool have_lr, have_seed, have_split, quiet, help;
 } RunTrainOpts;
 

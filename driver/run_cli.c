@@ -125,6 +125,8 @@ static void usage_train(FILE *f, const RunCli *c) {
               "                  model's own optimizer blocks\n"
               "  --lr X          the rule's learning rate (replaces a schedule too)\n"
               "  --check-numerics  stop at the first NaN or Inf and say which op made it\n"
+              "  --profile       after training, the time of each kernel of the train\n"
+              "                  program as a share of the step (on stderr)\n"
               "  --time-passes   print the time each compile stage took\n",
               f);
     } else {
@@ -276,7 +278,7 @@ static int parse_threads(const RunCli *c, const char *cmd, const char *v, int64_
     return 0;
 }
 
-/* --time-passes and --check-numerics: compile-time switches of gradc's JIT.
+/* --time-passes, --check-numerics, --profile: compile-time switches of gradc's JIT.
  * In a built program, 0 after refusing them (RUN_EXIT_USAGE). */
 static int gradc_only(const RunCli *c, const char *cmd, const char *opt, bool *flag) {
     if (c->built)
@@ -347,6 +349,8 @@ int run_parse_train(const RunCli *c, int argc, char **argv, RunTrainOpts *o) {
             o->plot = v;
         } else if (!strcmp(a, "--check-numerics")) {
             rc = gradc_only(c, "train", a, &o->check_numerics);
+        } else if (!strcmp(a, "--profile")) {
+            rc = gradc_only(c, "train", a, &o->profile);
         } else if (!strcmp(a, "--time-passes")) {
             rc = gradc_only(c, "train", a, &o->time_passes);
         } else if (a[0] == '-') {

@@ -8,6 +8,8 @@
  * class names) and what a resumed run must keep (the seed, the model).
  * A stop at a NaN or Inf (--check-numerics, RT_NONFINITE) saves nothing:
  * the last checkpoint written, if any, keeps the last good weights.
+ * --profile's report (RunModel.report_profile) comes once training has
+ * ended, however it ended.
  */
 #include <math.h>
 #include <stdio.h>
@@ -261,6 +263,9 @@ int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
         .log_path = o->log,
         .quiet = o->quiet,
         .out = stdout,
+        /* -q without --log or --plot: nothing shows val_loss or accuracy
+         * (checkpoints do not keep them). */
+        .skip_eval = o->quiet && !o->log && !o->plot,
     };
     /* Every checkpoint carries the seed for --resume, the version and model
      * hash, and for text the vocabulary and context (predict needs them),
@@ -299,6 +304,8 @@ int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
     if (st == RT_OK && sv.saved_step != s.step)
         st = save_now(&sv, &s, &err);
     ckpt_release_signals();
+    if (m->report_profile)
+        m->report_profile(m->profile_user, &s, tc.batch);
     if (st == RT_NONFINITE) {
         rc = report_nonfinite(c, m, &s, &last, &sv);
         goto out;

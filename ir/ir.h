@@ -357,6 +357,11 @@ typedef struct Program {
      * back the parameters and states the update kernels so far overwrote,
      * and returns without running the kernels after it. */
     bool check_numerics;
+    /* PLAN_PROFILE (the train program): codegen reads a monotonic clock
+     * (rt_profile_clock) before the first kernel and after each one, and
+     * adds each kernel's nanoseconds, the program's and 1 (a run) to the
+     * counters at Plan.profile_counters. */
+    bool profile;
 } Program;
 
 typedef struct Plan {
@@ -374,6 +379,13 @@ typedef struct Plan {
      * saves the old values there as it overwrites them, and a failed check
      * in an update kernel copies them back (lower.c). NULL otherwise. */
     size_t *numerics_backup;
+    /* PLAN_PROFILE: the byte offset of nk + 2 int64 counters (nk: the train
+     * program's kernels), after every leaf and, with PLAN_CHECK_NUMERICS,
+     * after the status word and the backups (so no other offset depends on
+     * it): counter k < nk the nanoseconds kernel k has run, counter nk the
+     * nanoseconds of the whole program, counter nk + 1 its runs. The
+     * runtime zeroes the arena, so they count from 0. PLAN_NONE otherwise. */
+    size_t profile_counters;
 } Plan;
 
 /* How ir_plan_flags plans. */
@@ -389,6 +401,10 @@ enum PlanFlag {
      * region is the same as with fusion. For finding the node that made a
      * NaN (gradc train --check-numerics), not for speed. */
     PLAN_NO_FUSE = 1u << 1,
+    /* The train program times its kernels (Program.profile) into counters
+     * in the persistent region (Plan.profile_counters): gradc train
+     * --profile. Combines with PLAN_CHECK_NUMERICS. */
+    PLAN_PROFILE = 1u << 2,
 };
 
 /* Cut the programs out of the optimized graph, fuse, schedule and plan memory
@@ -415,6 +431,20 @@ int64_t ir_kernel_flops(const Kernel *k, int64_t batch);
 void ir_program_flops(const Graph *g, const Program *p, int64_t batch, int64_t flops[COST_PARTS]);
 
 /* ---- printing ------------------------------------------------------------- */
+/* How reports name kernel k (gradc summary's kernel table, gradc train
+ * --profile), all in the arena a. */
+typedef enum KernelGroup { KG_GEMM, KG_LOOP, KG_UPDATE, KG_OTHER, KG_COUNT } KernelGroup;
+typedef struct KernelLabel {
+    /* "gemm" (a matrix product), "loop, 3 ops" (a fused loop; constants not
+     * counted), "update of h.W, 12 ops, 3 stores", "reduction (sum)", or
+     * the op of a one-node kernel ("softmax", "xent") */
+    const char *kind;
+    const char *root;   /* the stored node as "%12 h": its id and name */
+    const char *source; /* "file:line" of the root, an update's parameter's
+                           declaration, or "-" for built-in code */
+    KernelGroup group;  /* gemm, fused loop, update, anything else */
+} KernelLabel;
+KernelLabel ir_kernel_label(Arena *a, const Graph *g, const Kernel *k);
 void ir_print_node(FILE *out, const Graph *g, const Node *n);
 /* The forward graph, then the gradient graph, then the updates. */
 void ir_print_graph(FILE *out, const Graph *g);

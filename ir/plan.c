@@ -6,7 +6,8 @@
  * Layout: a persistent region (parameters, optimizer states, inputs,
  * hyperparameters: the same offsets in every program; with
  * PLAN_CHECK_NUMERICS also the status word and a backup of each parameter
- * and state, after them all), then each program's temporaries. An ASSIGN
+ * and state, after them all; with PLAN_PROFILE then the train program's
+ * time counters), then each program's temporaries. An ASSIGN
  * has its destination's offset: updates store in place. Temporaries are
  * placed by a linear scan over the kernel order: a buffer lives from the
  * kernel that writes it to the last kernel that reads it (to the end for
@@ -52,14 +53,13 @@ static size_t first_fit(const Block *live, int nlive, size_t base, size_t size) 
     return at;
 }
 
-static void plan_program(Graph *g, Plan *plan, Program *p, const size_t *persistent, bool wanted,
-                         unsigned flags) {
+/* p's memory, after fuse_program filled mat (its stored nodes). */
+static void plan_program(Graph *g, Plan *plan, Program *p, const size_t *persistent,
+                         const bool *mat, bool wanted, unsigned flags) {
     Arena *a = g->arena;
     int n = g->nodes.len, nk = p->kernels.len;
-    bool *mat = arena_alloc(a, (size_t)n);
-    if (wanted)
-        fuse_program(g, p, mat, !(flags & PLAN_NO_FUSE));
     p->check_numerics = wanted && p->kind == PROG_TRAIN && (flags & PLAN_CHECK_NUMERICS);
+    p->profile = wanted && p->kind == PROG_TRAIN && (flags & PLAN_PROFILE);
     p->offset = arena_alloc(a, sizeof(size_t) * (size_t)n);
     for (int i = 0; i < n; i++)
         p->offset[i] = persistent[i];
@@ -174,13 +174,28 @@ Plan *ir_plan_flags(Graph *g, int64_t max_batch, int elem_size, unsigned mask, u
             top = align_up(top + node_bytes(x, max_batch, elem_size));
         }
     }
-    plan->persistent_bytes = top;
-    plan->arena_bytes = top;
+    /* Fusion first: the profile counters' number is the train program's
+     * kernel count. */
+    bool *mat[PROG_COUNT];
     for (int k = 0; k < PROG_COUNT; k++) {
         Program *p = &plan->prog[k];
         p->kind = (ProgramKind)k;
         p->name = prog_names[k];
-        plan_program(g, plan, p, persistent, mask >> k & 1, flags);
+        mat[k] = arena_alloc(a, (size_t)n);
+        if (mask >> k & 1)
+            fuse_program(g, p, mat[k], !(flags & PLAN_NO_FUSE));
+    }
+    plan->profile_counters = PLAN_NONE;
+    if ((flags & PLAN_PROFILE) && (mask >> PROG_TRAIN & 1)) {
+        plan->profile_counters = top;
+        int nk = plan->prog[PROG_TRAIN].kernels.len;
+        top = align_up(top + sizeof(int64_t) * (size_t)(nk + 2));
+    }
+    plan->persistent_bytes = top;
+    plan->arena_bytes = top;
+    for (int k = 0; k < PROG_COUNT; k++) {
+        Program *p = &plan->prog[k];
+        plan_program(g, plan, p, persistent, mat[k], mask >> k & 1, flags);
         if (p->bytes > plan->arena_bytes)
             plan->arena_bytes = p->bytes;
     }

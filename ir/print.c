@@ -369,3 +369,49 @@ void ir_print_program_subset(FILE *out, const Graph *g, const Program *p, const 
             ir_print_node(out, g, kn->root);
     }
 }
+
+/* ---- kernel labels (gradc summary, gradc train --profile) ------------------------- */
+
+/* The parameter that dest (a PARAM, or a STATE of one) belongs to. */
+static const Param *owner(const Graph *g, const Node *dest) {
+    int p = dest->op == OP_STATE ? g->states.items[dest->attr.leaf.index].param
+                                 : dest->attr.leaf.index;
+    return &g->params.items[p];
+}
+
+KernelLabel ir_kernel_label(Arena *a, const Graph *g, const Kernel *k) {
+    const Node *r = k->root;
+    const Node *named = r->op == OP_ASSIGN ? r->src[0] : r;
+    /* An update is the parameter's: its declaration, not the rule's line. */
+    Loc loc = r->op == OP_ASSIGN ? owner(g, r->src[0])->loc : r->loc;
+    KernelLabel l = {
+        .root = arena_printf(a, "%%%d%s%s", r->id, named->name ? " " : "",
+                             named->name ? named->name : ""),
+        .source = loc.file ? arena_printf(a, "%s:%d", loc.file->path, loc.line) : "-",
+        .group = KG_OTHER,
+    };
+    if (k->fused) {
+        int ops = 0;
+        for (int i = 0; i < k->body.len; i++)
+            if (k->body.items[i]->op != OP_CONST && k->body.items[i]->op != OP_NUMEL &&
+                k->body.items[i]->op != OP_ASSIGN)
+                ops++;
+        if (r->op == OP_ASSIGN) {
+            l.kind = arena_printf(a, "update of %s, %d op%s, %d store%s",
+                                  owner(g, r->src[0])->name, ops, ops == 1 ? "" : "s",
+                                  1 + k->more.len, k->more.len ? "s" : "");
+            l.group = KG_UPDATE;
+        } else {
+            l.kind = arena_printf(a, "loop, %d op%s", ops, ops == 1 ? "" : "s");
+            l.group = KG_LOOP;
+        }
+    } else if (r->op == OP_MATMUL) {
+        l.kind = "gemm";
+        l.group = KG_GEMM;
+    } else if (op_has(r->op, OPF_REDUCE)) {
+        l.kind = arena_printf(a, "reduction (%s)", op_info[r->op].name);
+    } else {
+        l.kind = op_info[r->op].name;
+    }
+    return l;
+}

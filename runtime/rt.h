@@ -118,6 +118,13 @@ typedef struct RtModel {
      * NaN or Inf, and then returns at once, with the parameters and states
      * as they were before it ran; 0: the model has no checks. */
     size_t nonfinite_status;
+    /* gradc train --profile: the byte offset of the train program's time
+     * counters in the persistent region (after everything else there):
+     * profile_kernels + 2 int64s, the nanoseconds each of its kernels ran,
+     * the nanoseconds of the whole program, and its runs, summed over every
+     * run since the arena was zeroed (rt_profile_clock); 0: not profiled. */
+    size_t profile_counters;
+    int profile_kernels; /* the train program's kernels */
 } RtModel;
 
 /* Elements of t for a given batch size. */
@@ -127,8 +134,11 @@ int64_t rt_numel(const RtTensor *t, int64_t batch);
  * Make OpenBLAS use its AVX-512 (or AVX2) kernels when the CPU has them, even
  * where OpenBLAS's own detection falls back to SSE3, unless the user set
  * OPENBLAS_CORETYPE; run it single-threaded and start the thread pool with
- * `threads` threads (rt_pool_setup; 0: one per CPU); set flush-to-zero
- * and denormals-are-zero. Call once before training. */
+ * `threads` threads (rt_pool_setup; 0: one per CPU); map OpenBLAS's work
+ * buffers, as many as the pool's threads and OpenBLAS's own can use at
+ * once, so that no product maps one later (the training step allocates
+ * nothing); set flush-to-zero and denormals-are-zero. Call once before
+ * training. */
 void rt_setup(int threads);
 /* The OpenBLAS kernel family in use ("SkylakeX", "Haswell", ...). */
 const char *rt_blas_corename(void);
@@ -161,6 +171,11 @@ void rt_gemm_f32(int ta, int tb, int m, int n, int k, const float *a, int lda, c
 void rt_gemm_f64(int ta, int tb, int m, int n, int k, const double *a, int lda, const double *b,
                  int ldb, double beta, double *c, int ldc);
 
+/* ---- profiling (runtime/profile.c) -------------------------------------------
+ * CLOCK_MONOTONIC in nanoseconds: what a profiled train program
+ * (RtModel.profile_counters) reads before its first kernel and after each. */
+int64_t rt_profile_clock(void);
+
 /* ---- RNG --------------------------------------------------------------------
  * xoshiro256** seeded through splitmix64: the same seed gives the same
  * stream on every machine. */
@@ -186,6 +201,13 @@ typedef struct RtSession {
      * a step limit stopped rt_train inside an epoch; the next rt_train
      * continues that epoch from there. */
     int64_t epoch_rows;
+    /* For gradc train --profile, kept by rt_train over the session's life:
+     * the seconds spent in training batches (gathering the rows, the
+     * per-step hypers and the train program: the time samples_per_s
+     * divides by), and CLOCK_BOOTTIME in seconds when the session's first
+     * step finished (0: none yet). */
+    double train_seconds;
+    double first_step_boottime;
 } RtSession;
 
 /* VALUE hypers hold their defaults, the other kinds 0 until rt_step_hypers. */
@@ -401,6 +423,10 @@ typedef struct RtTrainConfig {
      * partial epoch is neither evaluated, printed nor logged. A signal
      * handler's flag fits (a sig_atomic_t it sets). NULL: never stops. */
     const volatile sig_atomic_t *stop;
+    /* Nothing reads an epoch's val_loss and accuracy (no progress lines,
+     * log or on_epoch that uses them): skip the evaluation passes that
+     * make them, and leave them NaN. Training is the same either way. */
+    bool skip_eval;
 } RtTrainConfig;
 
 /* Train s on d, continuing from s->epoch: runs epochs s->epoch + 1 to

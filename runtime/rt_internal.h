@@ -14,6 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* CLOCK_BOOTTIME in seconds (profile.c): rt_train's RtSession.first_step_boottime. */
+double rt_boottime_seconds(void);
+
 /* ---- elements ---------------------------------------------------------------
  * A float tensor holds float (elem_size 4) or double (elem_size 8); an int
  * tensor holds int32_t. */
@@ -74,6 +77,37 @@ void rt_dataset_gather(RtSession *s, const RtDataset *d, const int64_t *rows, in
  * cannot open, a corrupt or truncated gzip stream, out of memory. */
 RtStatus rt_read_data_file(const char *path, unsigned char **data, size_t *len, bool *gzipped,
                            RtError *err);
+
+/* A data file read front to back in pieces, gunzipped on the way when it
+ * starts with the gzip magic: what lets a loader put a file's elements
+ * straight into its dataset without a whole second copy of the file. The
+ * errors are rt_read_data_file's, raised by the read that meets them: a
+ * corrupt or truncated gzip stream only when the reading gets there, so a
+ * loader must read a gzipped file to its end (rt_reader_rest) before it
+ * trusts it. */
+typedef struct RtReader {
+    const char *path;
+    FILE *f;
+    bool gzipped;
+    /* A plain regular file: its data is file_bytes long, known before any
+     * of it is read. Gzipped data (and a pipe) is as long as its stream. */
+    bool sized;
+    uint64_t file_bytes;
+    uint64_t at;            /* bytes of data read so far */
+    bool failed;            /* a read failed: its error is the file's, nothing follows */
+    unsigned char peek[2];  /* plain: the magic bytes read by rt_reader_open */
+    int npeek;
+    struct RtGunzip *gz;    /* gzipped: the inflate state and its input */
+} RtReader;
+
+/* Open path: "cannot open 'path': ..." on failure (nothing to close then). */
+RtStatus rt_reader_open(RtReader *r, const char *path, RtError *err);
+/* The next n bytes of data into buf; *got < n only at the end of the data. */
+RtStatus rt_reader_read(RtReader *r, void *buf, size_t n, size_t *got, RtError *err);
+/* Read the rest of the data, dropping it: *rest is its length, and at the
+ * whole length. Plain regular files are not read (file_bytes - at). */
+RtStatus rt_reader_rest(RtReader *r, uint64_t *rest, RtError *err);
+void rt_reader_close(RtReader *r);
 
 /* A label value v at `where` ("row 7") of file path checked against int
  * input t's limit and int32 range; RT_FAIL with a message naming both. */

@@ -32,7 +32,9 @@
  *
  * Timing: seconds is the epoch's wall time including the evaluation;
  * samples_per_s counts training samples over the time spent in training
- * batches only.
+ * batches only. That time is also summed over the session's life
+ * (RtSession.train_seconds), and the boot-time clock read when its first
+ * step finishes (first_step_boottime), for gradc train --profile.
  */
 #include "rt_internal.h"
 
@@ -291,7 +293,11 @@ static RtStatus run_epoch(RtSession *s, const RtDataset *d, const RtTrainConfig 
         RtRng rng = s->rng;
         rt_step_hypers(s, run->epochs);
         m->train.fn(s->arena, nb);
-        train_time += now_seconds() - t0;
+        double dt = now_seconds() - t0;
+        train_time += dt;
+        s->train_seconds += dt;
+        if (s->first_step_boottime == 0)
+            s->first_step_boottime = rt_boottime_seconds();
         if (m->nonfinite_status && nonfinite_status(s) != 0) {
             s->rng = rng;
             e->bad_kernel = nonfinite_status(s) - 1;
@@ -414,10 +420,10 @@ RtStatus rt_train(RtSession *s, const RtDataset *d, const RtTrainConfig *cfg, Rt
                                    .bad_kernel = es.bad_kernel, .bad_batch = es.bad_batch};
         if (st != RT_OK || stopped)
             break;
-        if (run.nval > 0)
+        if (!cfg->skip_eval && run.nval > 0)
             st = rt_evaluate(s, d, run.perm + run.ntrain, run.nval, &es.val_loss, &es.accuracy,
                              err);
-        else if (m->metric != RT_METRIC_NONE)
+        else if (!cfg->skip_eval && m->metric != RT_METRIC_NONE)
             st = rt_evaluate(s, d, run.perm, run.ntrain, NULL, &es.accuracy, err);
         if (st != RT_OK)
             break;
