@@ -1,11 +1,12 @@
 /* cg.c: the code generator's entry points (cg.h) and the compiled module.
  *
- * Owns the order of a compile: lower every program (lower.c), verify and
+ * Owns the order of a compile: lower the programs (lower.c), verify and
  * optimise for the host (jit.c), keep the optimised IR as text, hand the
- * module to the JIT and look up each program's entry point, telling
- * CgOptions.stage as each stage ends (--time-passes). Every LLVM or
- * JIT failure becomes one diagnostic with LLVM's message; nothing leaks on
- * any path. Must not build IR (lower.c) or call ORC itself (jit.c).
+ * code to the JIT and look up each program's entry point, telling
+ * CgOptions.stage as each stage ends (--time-passes); and, for a compile on
+ * several threads, which programs each thread compiles. Every LLVM or JIT
+ * failure becomes one diagnostic with LLVM's message; nothing leaks on any
+ * path. Must not build IR (lower.c) or call ORC itself (jit.c).
  */
 #include "cg.h"
 
@@ -13,8 +14,11 @@
 
 #include <llvm-c/IRReader.h>
 
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct CgModule {
     CgJit *jit;                 /* owns the compiled code */
@@ -35,27 +39,30 @@ static void stage(const CgOptions *o, const char *name) {
         o->stage(name, o->stage_ud);
 }
 
-/* Lower plan's programs into a module in ctx (*out, which the caller
- * disposes of or hands on, whatever the result), then verify and optimise
- * it for tm, reporting each stage. false with a diagnostic when LLVM
- * refuses it. */
-static bool build_module(LLVMContextRef ctx, const Graph *g, const Plan *plan,
-                         const CgOptions *opt, LLVMTargetMachineRef tm, Arena *a,
-                         const char **names, LLVMModuleRef *out, Diags *d) {
-    char *err = NULL;
-    LLVMModuleRef mod = *out = cg_lower(ctx, g, plan, opt->elem_size, a, names);
-    stage(opt, "llvm-lower");
-    if (!cg_verify(mod, tm, &err)) {
-        fail(d, "cannot optimise the generated code", err);
-        return false;
-    }
-    stage(opt, "llvm-verify");
-    if (!cg_run_passes(mod, tm, opt->opt_level, &err)) {
-        fail(d, "cannot optimise the generated code", err);
-        return false;
-    }
-    stage(opt, "llvm-opt");
-    return true;
+/* Lower part `part` of split (every program: NULL) into a module in ctx
+ * (*out, which the caller disposes of or hands on, whatever the result),
+ * then verify and optimise it for tm, reporting each stage when report is
+ * set. NULL when all went well, else what failed, with LLVM's message in
+ * *err. */
+static const char *build_module(LLVMContextRef ctx, const Graph *g, const Plan *plan,
+                                const CgSplit *split, int part, const CgOptions *opt,
+                                bool report, LLVMTargetMachineRef tm, Arena *a,
+                                const char **names, LLVMModuleRef *out, char **err) {
+    LLVMModuleRef mod = *out = cg_lower(ctx, g, plan, opt->elem_size, split, part, a, names);
+    for (int k = 0; k < PROG_COUNT; k++)
+        if (names[k] && (opt->test_break_progs >> k & 1))
+            cg_lower_break(mod);
+    if (report)
+        stage(opt, "llvm-lower");
+    if (!cg_verify(mod, tm, err))
+        return "cannot optimise the generated code";
+    if (report)
+        stage(opt, "llvm-verify");
+    if (!cg_run_passes(mod, tm, opt->opt_level, err))
+        return "cannot optimise the generated code";
+    if (report)
+        stage(opt, "llvm-opt");
+    return NULL;
 }
 
 static char *copy_str(const char *s) {
@@ -64,6 +71,303 @@ static char *copy_str(const char *s) {
     if (c)
         memcpy(c, s, n);
     return c;
+}
+
+/* Look up the entry point of every program in names (NULL: none) into
+ * m->fn. false with a diagnostic when one cannot be compiled or found. */
+static bool look_up_programs(CgModule *m, const char *const names[PROG_COUNT], Diags *d) {
+    for (int k = 0; k < PROG_COUNT; k++) {
+        if (!names[k])
+            continue;
+        char *err = NULL;
+        void *addr = cg_jit_lookup(m->jit, names[k], &err);
+        if (!addr) {
+            fail(d, "cannot compile the generated code", err);
+            return false;
+        }
+        _Static_assert(sizeof m->fn[k] == sizeof addr, "function and data pointers differ");
+        memcpy(&m->fn[k], &addr, sizeof addr);
+    }
+    return true;
+}
+
+/* One module of every program, compiled by the JIT at the first lookup;
+ * the IR text kept unless opt->no_ir_text. */
+static bool compile_serial(CgModule *m, const Graph *g, const Plan *plan, const CgOptions *opt,
+                           Diags *d) {
+    char *err = NULL;
+    LLVMTargetMachineRef tm = cg_host_target_machine(opt->opt_level, &err);
+    if (!tm) {
+        fail(d, "cannot target the host CPU", err);
+        return false;
+    }
+    stage(opt, "llvm-setup");
+    Arena *a = arena_new();
+    if (!a) {
+        LLVMDisposeTargetMachine(tm);
+        diag_error(d, (Loc){0}, "out of memory for the code generator");
+        return false;
+    }
+    const char *names[PROG_COUNT];
+    LLVMModuleRef mod;
+    const char *what = build_module(cg_jit_context(m->jit), g, plan, NULL, 0, opt, true, tm, a,
+                                    names, &mod, &err);
+    LLVMDisposeTargetMachine(tm);
+    bool ok = !what;
+    if (!ok)
+        fail(d, what, err);
+    if (ok && !opt->no_ir_text) {
+        char *text = LLVMPrintModuleToString(mod);
+        m->ir = copy_str(text);
+        LLVMDisposeMessage(text);
+        if (!m->ir) {
+            diag_error(d, (Loc){0}, "out of memory for the module's IR text");
+            ok = false;
+        } else {
+            stage(opt, "llvm-ir-text");
+        }
+    }
+    if (!ok)
+        LLVMDisposeModule(mod);
+    else if (!(ok = cg_jit_add(m->jit, mod, &err))) /* takes mod */
+        fail(d, "cannot JIT the generated code", err);
+    if (ok && (ok = look_up_programs(m, names, d)))
+        stage(opt, "llvm-jit");
+    arena_free(a);
+    return ok;
+}
+
+/* ---- compiling on threads -------------------------------------------------------
+ * Each thread compiles a part (cg_split_programs): a module of its own in
+ * an LLVM context of its own, lowered with an arena of its own and
+ * optimised and compiled with target machines of its own, so the threads
+ * share nothing but the graph and the plan, which they only read. The main
+ * thread is one of them; it then hands the objects to the JIT. The
+ * machines are those of the one-module path (cg_host_target_machine to
+ * optimise, cg_jit_target_machine to compile), and a program's entry
+ * point keeps every kernel it would inline, so each function's code is
+ * the one-module code and the results are the same to the bit
+ * (tests/test_cg_threads.c). */
+
+typedef struct Part {
+    /* in */
+    const Graph *g;
+    const Plan *plan;
+    const CgOptions *opt;
+    const CgSplit *split;
+    int index; /* the part of split this is */
+    Arena *a;  /* holds names */
+    /* out */
+    const char *names[PROG_COUNT];
+    LLVMMemoryBufferRef obj; /* the object file; NULL when what is set */
+    const char *what;        /* what failed, with LLVM's message in err */
+    char *err;
+} Part;
+
+/* A Part's compile, on any thread. */
+static void *compile_part(void *arg) {
+    Part *p = arg;
+    char *err = NULL;
+    LLVMTargetMachineRef tm = cg_host_target_machine(p->opt->opt_level, &err);
+    LLVMTargetMachineRef jtm = tm ? cg_jit_target_machine(&err) : NULL;
+    if (!tm || !jtm) {
+        p->what = "cannot target the host CPU";
+        p->err = err;
+        if (tm)
+            LLVMDisposeTargetMachine(tm);
+        return NULL;
+    }
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMModuleRef mod;
+    p->what = build_module(ctx, p->g, p->plan, p->split, p->index, p->opt, false, tm, p->a,
+                           p->names, &mod, &err);
+    if (!p->what && !cg_emit_object_memory(mod, jtm, &p->obj, &err))
+        p->what = "cannot compile the generated code";
+    p->err = err;
+    LLVMDisposeModule(mod);
+    LLVMContextDispose(ctx);
+    LLVMDisposeTargetMachine(jtm);
+    LLVMDisposeTargetMachine(tm);
+    return NULL;
+}
+
+/* The work LLVM does on kernel k of program p, roughly, in quarters of a
+ * millisecond of one core (measured on bench/mlp_mnist.nn, each kernel in
+ * a module of its own): a matrix product is a call, a parallel loop is two
+ * functions and the code that splits it, a scalar loop is tiny. */
+static long kernel_cost(const Program *p, const Kernel *k) {
+    if (!k->fused)
+        return k->root->op == OP_MATMUL ? 2 : 28;
+    if (shape_numel(&k->root->shape, 2) == 1)
+        return 2;
+    return cg_kernel_parallel(p, k) ? 36 : 20;
+}
+
+/* What cg_split_programs places: a program's entry point with every kernel
+ * it inlines (kernel -1), or one of its parallel kernels. */
+typedef struct Item {
+    int prog, kernel;
+    long cost;
+} Item;
+
+/* Costliest first; ties in program and kernel order. */
+static int by_cost(const void *x, const void *y) {
+    const Item *a = x, *b = y;
+    if (a->cost != b->cost)
+        return a->cost > b->cost ? -1 : 1;
+    if (a->prog != b->prog)
+        return a->prog - b->prog;
+    return a->kernel - b->kernel;
+}
+
+/* Contract: cg_internal.h. The items, costliest first, each to the part
+ * with the least work so far (the longest-processing-time rule); the first
+ * n go to parts 0..n-1 in order, so no part is empty. */
+void cg_split_programs(const Plan *plan, int n, Arena *a, CgSplit *split) {
+    gc_assert(n >= 1 && n <= CG_MAX_THREADS);
+    enum { ENTRY_COST = 6 }; /* the entry point itself: calls */
+    int nitems = 0;
+    for (int k = 0; k < PROG_COUNT; k++)
+        nitems += plan->prog[k].roots.len > 0 ? 1 + plan->prog[k].kernels.len : 0;
+    Item *items = arena_alloc(a, sizeof *items * (size_t)(nitems + 1));
+    int m = 0;
+    for (int k = 0; k < PROG_COUNT; k++) {
+        const Program *p = &plan->prog[k];
+        split->entry[k] = -1;
+        split->kernel[k] = NULL;
+        if (p->roots.len == 0)
+            continue;
+        int entry = m++;
+        items[entry] = (Item){k, -1, ENTRY_COST};
+        for (int i = 0; i < p->kernels.len; i++) {
+            const Kernel *kr = &p->kernels.items[i];
+            if (cg_kernel_parallel(p, kr))
+                items[m++] = (Item){k, i, kernel_cost(p, kr)};
+            else
+                items[entry].cost += kernel_cost(p, kr);
+        }
+    }
+    qsort(items, (size_t)m, sizeof *items, by_cost);
+    unsigned char *owner[PROG_COUNT] = {NULL};
+    long load[CG_MAX_THREADS] = {0};
+    split->nparts = m < n ? m : n;
+    for (int j = 0; j < m; j++) {
+        int to = 0;
+        for (int i = 1; i < split->nparts; i++)
+            if (load[i] < load[to])
+                to = i;
+        load[to] += items[j].cost;
+        int k = items[j].prog;
+        const Program *p = &plan->prog[k];
+        if (!owner[k])
+            split->kernel[k] = owner[k] = arena_alloc(a, (size_t)p->kernels.len + 1);
+        if (items[j].kernel >= 0) {
+            owner[k][items[j].kernel] = (unsigned char)to;
+            continue;
+        }
+        split->entry[k] = to;
+        for (int i = 0; i < p->kernels.len; i++)
+            if (!cg_kernel_parallel(p, &p->kernels.items[i]))
+                owner[k][i] = (unsigned char)to;
+    }
+}
+
+/* The programs of plan compiled by up to n threads (n >= 2) and linked
+ * into m's JIT. */
+static bool compile_parallel(CgModule *m, const Graph *g, const Plan *plan, const CgOptions *opt,
+                             int n, Diags *d) {
+    Arena *sa = arena_new();
+    if (!sa) {
+        diag_error(d, (Loc){0}, "out of memory for the code generator");
+        return false;
+    }
+    CgSplit split;
+    cg_split_programs(plan, n, sa, &split);
+    n = split.nparts;
+    Part parts[CG_MAX_THREADS];
+    for (int i = 0; i < n; i++) {
+        parts[i] = (Part){.g = g, .plan = plan, .opt = opt, .split = &split, .index = i,
+                          .a = arena_new()};
+        if (!parts[i].a) {
+            for (int j = 0; j < i; j++)
+                arena_free(parts[j].a);
+            arena_free(sa);
+            diag_error(d, (Loc){0}, "out of memory for the code generator");
+            return false;
+        }
+    }
+    pthread_t tid[CG_MAX_THREADS];
+    bool started[CG_MAX_THREADS] = {false};
+    for (int i = 1; i < n; i++)
+        started[i] = pthread_create(&tid[i], NULL, compile_part, &parts[i]) == 0;
+    compile_part(&parts[0]);
+    for (int i = 1; i < n; i++) {
+        if (started[i])
+            pthread_join(tid[i], NULL);
+        else /* no thread to be had: compile it here */
+            compile_part(&parts[i]);
+    }
+    bool ok = true;
+    for (int i = 0; i < n; i++)
+        if (parts[i].what) {
+            fail(d, parts[i].what, parts[i].err);
+            ok = false;
+        }
+    if (ok)
+        stage(opt, "llvm-compile (threads)");
+    const char *names[PROG_COUNT] = {NULL};
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < PROG_COUNT; k++)
+            if (parts[i].names[k])
+                names[k] = parts[i].names[k];
+        if (!parts[i].obj)
+            continue;
+        char *err = NULL;
+        if (!ok)
+            LLVMDisposeMemoryBuffer(parts[i].obj);
+        else if (!(ok = cg_jit_add_object(m->jit, parts[i].obj, &err))) /* takes obj */
+            fail(d, "cannot JIT the generated code", err);
+    }
+    if (ok && (ok = look_up_programs(m, names, d)))
+        stage(opt, "llvm-link");
+    for (int i = 0; i < n; i++)
+        arena_free(parts[i].a);
+    arena_free(sa);
+    return ok;
+}
+
+/* The CPUs this process may run on (as the runtime's pool counts them). */
+static long available_cpus(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    return sysconf(_SC_NPROCESSORS_ONLN);
+}
+
+/* Threads for opt: 1 unless the IR text may be dropped; opt->threads, or
+ * the CPUs the process may use, up to CG_MAX_THREADS and the number of
+ * things cg_split_programs may place apart (programs with roots and their
+ * parallel kernels). */
+static int compile_threads(const Plan *plan, const CgOptions *opt) {
+    if (!opt->no_ir_text || opt->threads == 1)
+        return 1;
+    long n = opt->threads;
+    if (n <= 0)
+        n = available_cpus();
+    if (n > CG_MAX_THREADS)
+        n = CG_MAX_THREADS;
+    long items = 0;
+    for (int k = 0; k < PROG_COUNT; k++) {
+        const Program *p = &plan->prog[k];
+        if (p->roots.len == 0)
+            continue;
+        items++;
+        for (int i = 0; i < p->kernels.len; i++)
+            items += cg_kernel_parallel(p, &p->kernels.items[i]);
+    }
+    if (n > items)
+        n = items;
+    return n < 1 ? 1 : (int)n;
 }
 
 CgModule *cg_compile(const Graph *g, const Plan *plan, const CgOptions *o, Diags *d) {
@@ -84,49 +388,14 @@ CgModule *cg_compile(const Graph *g, const Plan *plan, const CgOptions *o, Diags
         free(m);
         return NULL;
     }
-
-    LLVMTargetMachineRef tm = cg_host_target_machine(opt.opt_level, &err);
-    if (!tm) {
-        fail(d, "cannot target the host CPU", err);
-        cg_free(m);
-        return NULL;
+    int nthreads = compile_threads(plan, &opt);
+    bool ok;
+    if (nthreads > 1) {
+        stage(&opt, "llvm-setup");
+        ok = compile_parallel(m, g, plan, &opt, nthreads, d);
+    } else {
+        ok = compile_serial(m, g, plan, &opt, d);
     }
-    stage(&opt, "llvm-setup");
-    Arena *a = arena_new();
-    const char *names[PROG_COUNT];
-    LLVMModuleRef mod;
-    bool ok = build_module(cg_jit_context(m->jit), g, plan, &opt, tm, a, names, &mod, d);
-    LLVMDisposeTargetMachine(tm);
-    if (ok && !opt.no_ir_text) {
-        char *text = LLVMPrintModuleToString(mod);
-        m->ir = copy_str(text);
-        LLVMDisposeMessage(text);
-        if (!m->ir) {
-            diag_error(d, (Loc){0}, "out of memory for the module's IR text");
-            ok = false;
-        } else {
-            stage(&opt, "llvm-ir-text");
-        }
-    }
-    if (!ok)
-        LLVMDisposeModule(mod);
-    else if (!(ok = cg_jit_add(m->jit, mod, &err))) /* takes mod */
-        fail(d, "cannot JIT the generated code", err);
-    for (int k = 0; ok && k < PROG_COUNT; k++) {
-        if (!names[k])
-            continue;
-        void *addr = cg_jit_lookup(m->jit, names[k], &err);
-        if (!addr) {
-            fail(d, "cannot compile the generated code", err);
-            ok = false;
-            break;
-        }
-        _Static_assert(sizeof m->fn[k] == sizeof addr, "function and data pointers differ");
-        memcpy(&m->fn[k], &addr, sizeof addr);
-    }
-    if (ok)
-        stage(&opt, "llvm-jit");
-    arena_free(a);
     if (!ok) {
         cg_free(m);
         return NULL;
@@ -241,10 +510,14 @@ bool cg_emit_object(const Graph *g, const Plan *plan, const CgOptions *o, const 
     Arena *a = arena_new();
     const char *names[PROG_COUNT];
     LLVMModuleRef mod;
-    bool ok = build_module(ctx, g, plan, &opt, tm, a, names, &mod, d);
-    if (ok && !(ok = cg_emit_object_file(mod, tm, path, &err)))
+    const char *what =
+        build_module(ctx, g, plan, NULL, 0, &opt, true, tm, a, names, &mod, &err);
+    bool ok = !what;
+    if (!ok)
+        fail(d, what, err);
+    else if (!(ok = cg_emit_object_file(mod, tm, path, &err)))
         fail(d, "cannot emit the object file", err);
-    else if (ok)
+    else
         stage(&opt, "llvm-object");
     LLVMDisposeTargetMachine(tm);
     LLVMDisposeModule(mod);

@@ -1,11 +1,20 @@
 /* cg.h: the code generator: planned graph programs to native code.
  *
- * One LLVM module per model holds one function per program,
- * `void <model>_<program>(void *arena, int64_t batch)`, built from the
- * program's kernels (ir.h) and the memory plan, optimised with the O2
- * pipeline for the host CPU and compiled by ORC LLJIT. Matrix products call
- * cblas_sgemm / cblas_dgemm; fused loops are vectorised, including exp, log,
- * tanh and sigmoid (inline polynomials, no libm call per element).
+ * Each program becomes one function, `void <model>_<program>(void *arena,
+ * int64_t batch)`, built from the program's kernels (ir.h) and the memory
+ * plan, optimised with the O2 pipeline for the host CPU and compiled to
+ * machine code for ORC LLJIT. Programs share nothing but the runtime's
+ * symbols, and a program calls its parallel loops through the runtime's
+ * pool, never inlined, so cg_compile shares the programs and their
+ * parallel loops out between threads: each thread lowers its part into a
+ * module of its own (its own LLVM context, arena and target machines),
+ * optimises it and compiles it to an object file in memory, and the JIT
+ * links the objects. With one thread, or when the IR text is wanted
+ * (gradc emit), all programs are one module that the JIT compiles itself;
+ * every function's code is the same either way.
+ * Matrix products call the runtime's rt_gemm_f32 / rt_gemm_f64; fused
+ * loops are vectorised, including exp, log, tanh and sigmoid (inline
+ * polynomials, no libm call per element).
  */
 #ifndef GRADC_CG_H
 #define GRADC_CG_H
@@ -23,19 +32,35 @@ typedef struct CgOptions {
      * then cg_compile's "llvm-ir-text" (keeping the optimised IR as text)
      * and "llvm-jit" (ORC compiles the module to machine code), or
      * cg_emit_object's "llvm-object" (machine code into the object file).
+     * cg_compile on several threads reports "llvm-setup" (the JIT), then
+     * "llvm-compile (threads)" (the wall time of the threads lowering,
+     * verifying, optimising and compiling their modules) and "llvm-link"
+     * (the JIT linking the objects and finding the entry points).
      * A stage that fails is not reported, nor any after it. */
     void (*stage)(const char *stage, void *ud);
     void *stage_ud;
     /* cg_compile: do not keep the IR text (cg_llvm_ir and cg_module_asm
      * then return NULL); saves the time of printing the module, for
-     * commands that only run the code. */
+     * commands that only run the code. Only then may it compile on
+     * several threads. */
     bool no_ir_text;
+    /* cg_compile with no_ir_text: threads to compile on (at most
+     * CG_MAX_THREADS, and one per program and parallel loop); 0: one per
+     * CPU the process may run on; 1: one module, compiled by the JIT. */
+    int threads;
+    /* Tests only: the module of each program whose bit (1u << ProgramKind)
+     * is set gets a function that LLVM's verifier rejects, so that a
+     * failure on a compile thread can be provoked. 0 in normal use. */
+    unsigned test_break_progs;
 } CgOptions;
+
+enum { CG_MAX_THREADS = 4 };
 
 typedef struct CgModule CgModule;
 
-/* Lower every program of plan into one module and JIT it. NULL on failure,
- * with the reason in d (LLVM's own message included). */
+/* Compile every program of plan with roots for the JIT, on o->threads
+ * threads. NULL on failure, with the reason in d (LLVM's own message
+ * included; one diagnostic per failing thread). */
 CgModule *cg_compile(const Graph *g, const Plan *plan, const CgOptions *o, Diags *d);
 /* The compiled entry point of a program; NULL if the plan has none. */
 RtFn cg_program(const CgModule *m, ProgramKind kind);

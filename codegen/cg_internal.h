@@ -26,9 +26,17 @@ void cg_llvm_init(void);
 LLVMTargetMachineRef cg_host_target_machine(int opt_level, char **err);
 /* The same for a named CPU ("x86-64-v3") with its own features only. */
 LLVMTargetMachineRef cg_target_machine(const char *cpu, int opt_level, char **err);
+/* The machine the JIT compiles modules with: the host CPU and features, the
+ * JIT's (large) code model, code generation level Default. */
+LLVMTargetMachineRef cg_jit_target_machine(char **err);
 /* Write m, optimised for tm, as a relocatable object file at path. false and
  * *err (malloc'ed) on failure. */
 bool cg_emit_object_file(LLVMModuleRef m, LLVMTargetMachineRef tm, const char *path, char **err);
+/* The same into memory: *obj (free with LLVMDisposeMemoryBuffer, or hand
+ * it to cg_jit_add_object); NULL and *err on failure. Like
+ * cg_emit_object_file, codegen rewrites m: dispose of it afterwards. */
+bool cg_emit_object_memory(LLVMModuleRef m, LLVMTargetMachineRef tm, LLVMMemoryBufferRef *obj,
+                           char **err);
 /* Set m's triple and data layout from tm, verify it, run the
  * "default<O<level>>" pipeline. false and *err (malloc'ed) on failure.
  * The same as cg_verify, then cg_run_passes (timed apart for
@@ -47,6 +55,10 @@ CgJit *cg_jit_new(char **err);
  * cg_jit_context(j). false and *err (malloc'ed, with the session's error
  * reports) on failure. */
 bool cg_jit_add(CgJit *j, LLVMModuleRef m, char **err);
+/* Takes ownership of obj, an object file compiled by a
+ * cg_jit_target_machine (cg_emit_object_memory), and links it into the JIT
+ * beside its modules. false and *err on failure. */
+bool cg_jit_add_object(CgJit *j, LLVMMemoryBufferRef obj, char **err);
 LLVMContextRef cg_jit_context(CgJit *j);
 /* The address of a defined function; NULL and *err on failure. The first
  * lookup compiles the module. */
@@ -82,9 +94,42 @@ LLVMValueRef cg_emit_intrinsic1(LLVMBuilderRef b, LLVMModuleRef m, const char *n
 LLVMValueRef cg_emit_intrinsic2(LLVMBuilderRef b, LLVMModuleRef m, const char *name, LLVMValueRef x, LLVMValueRef y);
 
 /* ---- lower.c (with kernels.c) ---------------------------------------------------
- * Builds the module of every program of plan in ctx; names[k] is program
- * k's entry point, or NULL when it has no roots. All allocation in a. */
+ * How plan's programs are split between the modules (parts) of a compile
+ * on threads: program k's entry point is in part entry[k] (-1: it has no
+ * roots), its kernel i in part kernel[k][i]. A kernel outside its entry
+ * point's part is always a parallel kernel (cg_kernel_parallel), which the
+ * entry point calls through rt_parallel_for by its `_part` wrapper and
+ * never inlines: there the wrapper is declared, in its own part it is an
+ * external function (`<entry>_k<i>_part`). So every function's code is the
+ * same however the programs are split. */
+typedef struct CgSplit {
+    int nparts;
+    int entry[PROG_COUNT];
+    const unsigned char *kernel[PROG_COUNT];
+} CgSplit;
+
+/* Builds in ctx the module of part `part` of split (of every program,
+ * whole, when split is NULL); names[k] is program k's entry point, or NULL
+ * when it has no roots or is in another part. All allocation in a; reads
+ * g and plan only, so threads may lower at once, each in its own context
+ * and arena. */
 LLVMModuleRef cg_lower(LLVMContextRef ctx, const Graph *g, const Plan *plan, int elem_size,
-                       Arena *a, const char *names[PROG_COUNT]);
+                       const CgSplit *split, int part, Arena *a, const char *names[PROG_COUNT]);
+/* Whether kernel kr of program p runs on the runtime's thread pool: its
+ * function runs a share of the loop, called through a `_part` wrapper. */
+bool cg_kernel_parallel(const Program *p, const Kernel *kr);
+/* Tests only (CgOptions.test_break_progs): add to m a function whose block
+ * has no terminator, which LLVM's verifier rejects. */
+void cg_lower_break(LLVMModuleRef m);
+
+/* ---- cg.c --------------------------------------------------------------------- */
+
+/* How cg_compile splits plan's programs with roots between at most n
+ * threads (1 <= n <= CG_MAX_THREADS), into *split (its kernel[] arrays in
+ * a): each program's entry point and its kernels that are not parallel
+ * stay together, the parallel kernels go wherever they balance the parts
+ * best, by LLVM's estimated work (cg.c, kernel_cost). No part is empty;
+ * split->nparts is at most n. */
+void cg_split_programs(const Plan *plan, int n, Arena *a, CgSplit *split);
 
 #endif

@@ -12,7 +12,10 @@
  * with LLVMCodeModelJITDefault (large on x86-64: JIT'd code and the host's
  * functions may be further apart than ±2 GiB). Both use the host CPU and its
  * features, so the data layouts agree and a module optimised with the first
- * can be compiled by the second.
+ * can be compiled by the second. cg_jit_target_machine is that machine, for
+ * the objects cg_compile's threads compile for the JIT to link
+ * (cg_emit_object_memory, cg_jit_add_object): the code the JIT would have
+ * compiled from the module itself.
  */
 #include "cg_internal.h"
 
@@ -134,6 +137,10 @@ LLVMTargetMachineRef cg_target_machine(const char *cpu, int opt_level, char **er
     return make_tm(cpu, codegen_level(opt_level), LLVMCodeModelDefault, err);
 }
 
+LLVMTargetMachineRef cg_jit_target_machine(char **err) {
+    return make_tm(NULL, LLVMCodeGenLevelDefault, LLVMCodeModelJITDefault, err);
+}
+
 
 /* Give m the triple and data layout of tm. */
 static void set_target(LLVMModuleRef m, LLVMTargetMachineRef tm) {
@@ -208,6 +215,21 @@ char *cg_emit_asm(LLVMModuleRef m, LLVMTargetMachineRef tm, char **err) {
     return text;
 }
 
+bool cg_emit_object_memory(LLVMModuleRef m, LLVMTargetMachineRef tm, LLVMMemoryBufferRef *obj,
+                           char **err) {
+    *obj = NULL;
+    if (!verify(m, err))
+        return false;
+    char *msg = NULL;
+    bool ok = !LLVMTargetMachineEmitToMemoryBuffer(tm, m, LLVMObjectFile, &msg, obj);
+    if (!ok) {
+        set_err(err, "LLVM code generation failed: %s", msg ? msg : "");
+        *obj = NULL;
+    }
+    LLVMDisposeMessage(msg);
+    return ok;
+}
+
 bool cg_emit_object_file(LLVMModuleRef m, LLVMTargetMachineRef tm, const char *path, char **err) {
     if (!verify(m, err))
         return false;
@@ -268,7 +290,7 @@ static void set_jit_err(CgJit *j, char **err, const char *what, LLVMErrorRef e) 
     X(log2f) X(tanh) X(tanhf) X(pow) X(powf) X(sqrt) X(sqrtf) X(floor) X(floorf) X(ceil)      \
     X(ceilf) X(fmod) X(fmodf) X(erf) X(erff) X(erfc) X(erfcf) X(log1p) X(log1pf) X(sin)       \
     X(sinf) X(cos) X(cosf) X(memset) X(memcpy) X(memmove) X(rt_gemm_f32) X(rt_gemm_f64)        \
-    X(rt_parallel_for)
+    X(rt_parallel_for) X(rt_profile_clock)
 
 /* Define JIT_SYMBOLS in jd as absolute, exported, callable symbols. */
 static LLVMErrorRef define_host_symbols(LLVMOrcLLJITRef lljit, LLVMOrcJITDylibRef jd) {
@@ -302,7 +324,7 @@ CgJit *cg_jit_new(char **err) {
         return NULL;
     }
     pthread_mutex_init(&j->lock, NULL);
-    LLVMTargetMachineRef tm = make_tm(NULL, LLVMCodeGenLevelDefault, LLVMCodeModelJITDefault, err);
+    LLVMTargetMachineRef tm = cg_jit_target_machine(err);
     if (!tm) {
         cg_jit_free(j);
         return NULL;
@@ -367,6 +389,20 @@ bool cg_jit_add(CgJit *j, LLVMModuleRef m, char **err) {
         LLVMOrcLLJITAddLLVMIRModule(j->lljit, LLVMOrcLLJITGetMainJITDylib(j->lljit), tsm);
     if (e) {
         set_jit_err(j, err, "cannot add the module to the JIT", e);
+        return false;
+    }
+    return true;
+}
+
+/* The object's symbols are looked up like a module's; a symbol it needs
+ * that nothing defines shows at the first lookup, as for a module. */
+bool cg_jit_add_object(CgJit *j, LLVMMemoryBufferRef obj, char **err) {
+    reports_clear(j);
+    /* obj -> LLJIT, even on failure. */
+    LLVMErrorRef e =
+        LLVMOrcLLJITAddObjectFile(j->lljit, LLVMOrcLLJITGetMainJITDylib(j->lljit), obj);
+    if (e) {
+        set_jit_err(j, err, "cannot add the object file to the JIT", e);
         return false;
     }
     return true;

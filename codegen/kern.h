@@ -45,6 +45,10 @@ typedef struct Lower {
     const Plan *plan;
     const Program *p; /* the program being built */
     Arena *a;
+    /* When set, the part of each kernel of p (cg_lower's CgSplit): this
+     * module defines those of part `part` and declares the others. */
+    const unsigned char *owner;
+    int part;
 } Lower;
 
 /* An index map: node axis k is indexed by loop axis ax[k] of the kernel's
@@ -88,7 +92,7 @@ typedef struct Kern {
     Vec(Memo) memo;
     struct Loop *open[8]; /* the loops being emitted, outermost first */
     int nopen;
-    /* A parallel kernel (lower.c, kernel_parallel): its function takes
+    /* A parallel kernel (lower.c, cg_kernel_parallel): its function takes
      * (part, nparts) after batch and runs only its share of the outermost
      * loop; `wrap` is `void name_part(ptr ctx, i64 part, i64 nparts)`,
      * which loads the buffers and batch from ctx and calls it. */

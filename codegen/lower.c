@@ -15,6 +15,10 @@
  *       kernel in order with arena + the planned offset of each buffer
  *   void m_p_k<i>(ptr noalias buf..., i64 batch)    internal: kernel i, one
  *       pointer per distinct buffer it touches
+ * When cg_compile splits the programs between threads (CgSplit), a
+ * parallel kernel may be in another module than its entry point: there
+ * its m_p_k<i>_part wrapper is external, and the entry point's module
+ * declares it; the functions themselves are the same.
  * A program that checks numerics (Program.check_numerics) differs in three
  * places only: each kernel function returns i1, true when a value it stored
  * is NaN or Inf (a fused loop or-reduces !(|v| < inf) over the values it
@@ -25,6 +29,9 @@
  * word (Plan.numerics_status), copies every parameter and state the update
  * kernels so far overwrote back from its backup, and returns. So a failed
  * check leaves the parameters and states as they were before the run.
+ * A profiled program (Program.profile) differs in m_p only: it calls the
+ * runtime's rt_profile_clock() before the first kernel and after each, and
+ * adds the differences to int64 counters (Plan.profile_counters).
  * Tensors are contiguous row-major at their offsets: float tensors hold the
  * element type (float or double), integer tensors i32.
  *
@@ -753,13 +760,25 @@ static void kern_begin(Kern *k, const char *name) {
     LLVMPositionBuilderAtEnd(L->b, LLVMAppendBasicBlockInContext(L->ctx, k->fn, "entry"));
 }
 
+/* The `_part` wrapper of parallel kernel k as an external declaration,
+ * for a kernel another module defines (cg_lower's CgSplit): all that the
+ * program calls, by rt_parallel_for. */
+static void kern_declare(Kern *k, const char *name) {
+    Lower *L = k->L;
+    gc_assert(k->par);
+    LLVMTypeRef params[3] = {L->ptr, L->i64, L->i64};
+    k->wrap = LLVMAddFunction(L->mod, arena_printf(L->a, "%s_part", name),
+                              LLVMFunctionType(L->vd, params, 3, 0));
+    LLVMAddAttributeAtIndex(k->wrap, LLVMAttributeFunctionIndex, enum_attr(L, "nounwind"));
+}
+
 /* Whether kernel kr runs on the thread pool: a fused loop (elementwise,
  * no reduction: its iterations are independent) big enough to repay the
  * hand-off, or of a batch-dependent size (the runtime decides by the
  * element count, rt_parallel_for), in a program that does not check
  * numerics (whose kernels return a flag). */
-static bool kernel_parallel(const Lower *L, const Kernel *kr) {
-    if (!kr->fused || L->p->check_numerics)
+bool cg_kernel_parallel(const Program *p, const Kernel *kr) {
+    if (!kr->fused || p->check_numerics)
         return false;
     Mono numel = mono_dims(&kr->root->shape, 0, kr->root->shape.rank);
     return numel.e > 0 || numel.c >= 65536;
@@ -789,9 +808,10 @@ static void emit_part_wrapper(Lower *L, Kern *k, const char *name) {
     LLVMBuildRetVoid(L->b);
 }
 
-/* Build kernel kr of the current program as function `name`. */
+/* Build kernel kr of the current program as function `name`; a kernel of
+ * another part (L->owner) only as the declaration the program calls. */
 static void emit_kernel(Lower *L, Kern *k, const Kernel *kr, const char *name) {
-    *k = (Kern){.L = L, .b = L->b, .k = kr, .par = kernel_parallel(L, kr)};
+    *k = (Kern){.L = L, .b = L->b, .k = kr, .par = cg_kernel_parallel(L->p, kr)};
     const Node *root = kr->root;
     LLVMValueRef bad = NULL; /* checking numerics: true if a stored value is NaN or Inf */
     if (kr->fused) {
@@ -808,15 +828,21 @@ static void emit_kernel(Lower *L, Kern *k, const Kernel *kr, const char *name) {
             if (checking(k) && x->op == OP_ASSIGN)
                 vec_push(L->a, &k->bufs, backup_of(L, x));
         }
-        kern_begin(k, name);
-        bad = emit_fused(k);
     } else {
         gc_assert(kr->body.len == 0 || (kr->body.len == 1 && kr->body.items[0] == root));
         gc_assert(kr->more.len == 0);
         buf_add(k, root);
         for (int s = 0; s < root->nsrc; s++)
             buf_add(k, root->src[s]);
-        kern_begin(k, name);
+    }
+    if (L->owner && L->owner[kr - L->p->kernels.items] != L->part) {
+        kern_declare(k, name);
+        return;
+    }
+    kern_begin(k, name);
+    if (kr->fused) {
+        bad = emit_fused(k);
+    } else {
         LLVMValueRef v = lowerers[root->op](k, root, NULL);
         gc_assert(!v);
         if (checking(k))
@@ -874,10 +900,46 @@ static LLVMValueRef call_parallel(Lower *L, Kern *k, LLVMValueRef *args, LLVMVal
     return NULL;
 }
 
+/* ---- profiling (Program.profile) ---------------------------------------------------- */
+
+/* `i64 rt_profile_clock()` (monotonic nanoseconds): an ordinary external
+ * call, which may read and write any memory, so that no kernel's loads or
+ * stores move across it. */
+static LLVMValueRef profile_clock(Lower *L) {
+    LLVMTypeRef fty = LLVMFunctionType(L->i64, NULL, 0, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(L->mod, "rt_profile_clock");
+    if (!fn) {
+        fn = LLVMAddFunction(L->mod, "rt_profile_clock", fty);
+        LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, enum_attr(L, "nounwind"));
+    }
+    return LLVMBuildCall2(L->b, fty, fn, NULL, 0, "");
+}
+
+/* Profile counter c (an int64 at Plan.profile_counters) += v. */
+static void profile_add(Lower *L, LLVMValueRef arena, int c, LLVMValueRef v) {
+    gc_assert(L->plan->profile_counters != PLAN_NONE);
+    LLVMValueRef off =
+        LLVMConstInt(L->i64, L->plan->profile_counters + sizeof(int64_t) * (size_t)c, 0);
+    LLVMValueRef at =
+        LLVMBuildInBoundsGEP2(L->b, LLVMInt8TypeInContext(L->ctx), arena, &off, 1, "");
+    LLVMValueRef sum = LLVMBuildAdd(L->b, LLVMBuildLoad2(L->b, L->i64, at, ""), v, "");
+    LLVMBuildStore(L->b, sum, at);
+}
+
+/* The program's counters when it ends: nanoseconds since start, one run. */
+static void profile_end(Lower *L, const Program *p, LLVMValueRef arena, LLVMValueRef start,
+                        LLVMValueRef now) {
+    profile_add(L, arena, p->kernels.len, LLVMBuildSub(L->b, now, start, ""));
+    profile_add(L, arena, p->kernels.len + 1, LLVMConstInt(L->i64, 1, 0));
+}
+
 /* `void name(ptr arena, i64 batch)`: each kernel in order, called with
  * arena + offset for each of its buffers; when the program checks
  * numerics, a kernel that returns true ends it, with its index + 1 in the
- * status word and the parameters and states as they were. */
+ * status word and the parameters and states as they were. When it
+ * profiles, the clock is read before the first kernel and after each, and
+ * each kernel's time, the program's and its run are counted (also when a
+ * numerics check ends it). */
 static void emit_program(Lower *L, const Program *p, const char *name) {
     L->p = p;
     int nk = p->kernels.len;
@@ -894,6 +956,7 @@ static void emit_program(Lower *L, const Program *p, const char *name) {
     LLVMSetValueName2(arena, "arena", 5);
     LLVMSetValueName2(batch, "batch", 5);
     LLVMPositionBuilderAtEnd(L->b, LLVMAppendBasicBlockInContext(L->ctx, fn, "entry"));
+    LLVMValueRef start = p->profile ? profile_clock(L) : NULL, prev = start;
     for (int i = 0; i < nk; i++) {
         Kern *k = &ks[i];
         int nb = k->bufs.len;
@@ -905,6 +968,11 @@ static void emit_program(Lower *L, const Program *p, const char *name) {
         args[nb] = batch;
         LLVMValueRef bad = k->par ? call_parallel(L, k, args, batch)
                                   : LLVMBuildCall2(L->b, k->fnty, k->fn, args, (unsigned)nb + 1, "");
+        if (p->profile) {
+            LLVMValueRef now = profile_clock(L);
+            profile_add(L, arena, i, LLVMBuildSub(L->b, now, prev, ""));
+            prev = now;
+        }
         if (p->check_numerics) {
             LLVMBasicBlockRef stop = LLVMAppendBasicBlockInContext(L->ctx, fn, "nonfinite");
             LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(L->ctx, fn, "next");
@@ -916,17 +984,36 @@ static void emit_program(Lower *L, const Program *p, const char *name) {
                                                     &off, 1, "");
             LLVMBuildStore(L->b, LLVMConstInt(L->i64, (unsigned long long)i + 1, 0), at);
             emit_restore(L, p, i, arena);
+            if (p->profile)
+                profile_end(L, p, arena, start, prev);
             LLVMBuildRetVoid(L->b);
             LLVMPositionBuilderAtEnd(L->b, next);
         }
     }
+    if (p->profile)
+        profile_end(L, p, arena, start, prev);
     LLVMBuildRetVoid(L->b);
 }
 
+/* The kernels of program p in part L->part, for a module without p's
+ * entry point: parallel kernels, whose `_part` wrappers are external (the
+ * kernel functions stay internal). */
+static void emit_outlined(Lower *L, const Program *p, const char *name) {
+    L->p = p;
+    for (int i = 0; i < p->kernels.len; i++) {
+        if (L->owner[i] != L->part)
+            continue;
+        Kern k;
+        emit_kernel(L, &k, &p->kernels.items[i], arena_printf(L->a, "%s_k%d", name, i));
+        gc_assert(k.par);
+        LLVMSetLinkage(k.wrap, LLVMExternalLinkage);
+    }
+}
+
 LLVMModuleRef cg_lower(LLVMContextRef ctx, const Graph *g, const Plan *plan, int elem_size,
-                       Arena *a, const char *names[PROG_COUNT]) {
+                       const CgSplit *split, int part, Arena *a, const char *names[PROG_COUNT]) {
     gc_assert(elem_size == plan->elem_size && (elem_size == 4 || elem_size == 8));
-    Lower L = {.ctx = ctx, .g = g, .plan = plan, .a = a};
+    Lower L = {.ctx = ctx, .g = g, .plan = plan, .a = a, .part = part};
     L.mod = LLVMModuleCreateWithNameInContext(g->name, ctx);
     L.b = LLVMCreateBuilderInContext(ctx);
     L.elem = elem_size == 4 ? LLVMFloatTypeInContext(ctx) : LLVMDoubleTypeInContext(ctx);
@@ -940,9 +1027,20 @@ LLVMModuleRef cg_lower(LLVMContextRef ctx, const Graph *g, const Plan *plan, int
         names[k] = NULL;
         if (p->roots.len == 0)
             continue;
-        names[k] = arena_printf(a, "%s_%s", g->name, p->name);
-        emit_program(&L, p, names[k]);
+        const char *name = arena_printf(a, "%s_%s", g->name, p->name);
+        L.owner = split ? split->kernel[k] : NULL;
+        if (!split || split->entry[k] == part)
+            emit_program(&L, p, names[k] = name);
+        else
+            emit_outlined(&L, p, name);
     }
     LLVMDisposeBuilder(L.b);
     return L.mod;
+}
+
+void cg_lower_break(LLVMModuleRef m) {
+    LLVMContextRef ctx = LLVMGetModuleContext(m);
+    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(ctx), NULL, 0, 0);
+    LLVMValueRef fn = LLVMAddFunction(m, "gradc_test_broken", fty);
+    LLVMAppendBasicBlockInContext(ctx, fn, "no_terminator");
 }

@@ -22,6 +22,8 @@
 #include "compile.h"
 #include "frontend/frontend.h"
 #include "numerics.h"
+#include "profile.h"
+#include "release.h"
 #include "run.h"
 #include "timing.h"
 
@@ -112,13 +114,19 @@ static int cmd_train(int argc, char **argv) {
         goto out;
     }
     timing_mark(&tm, "autodiff and update");
-    /* The grad program is for gradient checks; training needs the rest.
+    /* Training runs the train program, and the eval program for the
+     * held-out loss and accuracy; predict is for gradc predict (nothing in
+     * training or its checkpoints uses it) and grad for gradient checks.
      * --check-numerics: a finite check after every kernel of the train
-     * program, and the explanation when one fails (numerics.c). */
+     * program, and the explanation when one fails (numerics.c).
+     * --profile: the train program times its kernels, and the report
+     * comes after training (profile.c). */
     int64_t batch = o.batch > 0 ? o.batch : m->train.batch;
     Plan *plan;
-    if (!(cg = compile_jit_flags(a, &d, m->graph, batch, ~(1u << PROG_GRAD),
-                                 o.check_numerics ? PLAN_CHECK_NUMERICS : 0, &r, &tm, &plan)))
+    unsigned plan_flags =
+        (o.check_numerics ? PLAN_CHECK_NUMERICS : 0) | (o.profile ? PLAN_PROFILE : 0);
+    if (!(cg = compile_jit_flags(a, &d, m->graph, batch, 1u << PROG_TRAIN | 1u << PROG_EVAL,
+                                 plan_flags, &r, &tm, &plan)))
         goto out;
     r.compile_ms = run_now_ms() - t0;
     Numerics nx = {m->graph, plan};
@@ -126,6 +134,14 @@ static int cmd_train(int argc, char **argv) {
         r.explain_nonfinite = numerics_explain;
         r.explain_user = &nx;
     }
+    Profile pf = {m->graph, plan};
+    if (o.profile) {
+        r.report_profile = profile_report;
+        r.profile_user = &pf;
+    }
+    /* Training needs none of LLVM's code: out of the resident set with it,
+     * before the data comes in (release.h). */
+    release_compiler_memory();
     rc = run_train(&gradc_cli, &o, &r);
 out:
     cg_free(cg);
