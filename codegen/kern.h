@@ -102,6 +102,19 @@ typedef struct Kern {
 
 /* ---- small IR helpers -------------------------------------------------------- */
 
+/* The runtime's function `name` of type fty (rt_gemm_f32, rt_parallel_for,
+ * rt_profile_clock ...), declared nounwind in L's module the first time. */
+static inline LLVMValueRef runtime_fn(Lower *L, const char *name, LLVMTypeRef fty) {
+    LLVMValueRef fn = LLVMGetNamedFunction(L->mod, name);
+    if (!fn) {
+        fn = LLVMAddFunction(L->mod, name, fty);
+        LLVMAddAttributeAtIndex(
+            fn, LLVMAttributeFunctionIndex,
+            LLVMCreateEnumAttribute(L->ctx, LLVMGetEnumAttributeKindForName("nounwind", 8), 0));
+    }
+    return fn;
+}
+
 static inline LLVMValueRef ci64(Kern *k, int64_t v) {
     return LLVMConstInt(k->L->i64, (unsigned long long)v, 1);
 }

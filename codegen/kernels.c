@@ -30,14 +30,7 @@ static LLVMValueRef gemm_decl(Lower *L, LLVMTypeRef *fty) {
     LLVMTypeRef i = L->i32, f = L->elem, p = L->ptr;
     LLVMTypeRef params[12] = {i, i, i, i, i, p, i, p, i, f, p, i};
     *fty = LLVMFunctionType(L->vd, params, 12, 0);
-    LLVMValueRef fn = LLVMGetNamedFunction(L->mod, name);
-    if (!fn) {
-        fn = LLVMAddFunction(L->mod, name, *fty);
-        LLVMAddAttributeAtIndex(
-            fn, LLVMAttributeFunctionIndex,
-            LLVMCreateEnumAttribute(L->ctx, LLVMGetEnumAttributeKindForName("nounwind", 8), 0));
-    }
-    return fn;
+    return runtime_fn(L, name, *fty);
 }
 
 /* C[M, N] = op(A) @ op(B), row-major. A tensor of rank r >= 2 is the matrix

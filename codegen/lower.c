@@ -890,13 +890,8 @@ static LLVMValueRef call_parallel(Lower *L, Kern *k, LLVMValueRef *args, LLVMVal
     LLVMValueRef work = mono_value(&at_entry, mono_dims(s, 0, s->rank));
     LLVMTypeRef params[3] = {L->ptr, L->ptr, L->i64};
     LLVMTypeRef fty = LLVMFunctionType(L->vd, params, 3, 0);
-    LLVMValueRef rt = LLVMGetNamedFunction(L->mod, "rt_parallel_for");
-    if (!rt) {
-        rt = LLVMAddFunction(L->mod, "rt_parallel_for", fty);
-        LLVMAddAttributeAtIndex(rt, LLVMAttributeFunctionIndex, enum_attr(L, "nounwind"));
-    }
     LLVMValueRef call[3] = {k->wrap, ctx, work};
-    LLVMBuildCall2(L->b, fty, rt, call, 3, "");
+    LLVMBuildCall2(L->b, fty, runtime_fn(L, "rt_parallel_for", fty), call, 3, "");
     return NULL;
 }
 
@@ -907,12 +902,7 @@ static LLVMValueRef call_parallel(Lower *L, Kern *k, LLVMValueRef *args, LLVMVal
  * stores move across it. */
 static LLVMValueRef profile_clock(Lower *L) {
     LLVMTypeRef fty = LLVMFunctionType(L->i64, NULL, 0, 0);
-    LLVMValueRef fn = LLVMGetNamedFunction(L->mod, "rt_profile_clock");
-    if (!fn) {
-        fn = LLVMAddFunction(L->mod, "rt_profile_clock", fty);
-        LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, enum_attr(L, "nounwind"));
-    }
-    return LLVMBuildCall2(L->b, fty, fn, NULL, 0, "");
+    return LLVMBuildCall2(L->b, fty, runtime_fn(L, "rt_profile_clock", fty), NULL, 0, "");
 }
 
 /* Profile counter c (an int64 at Plan.profile_counters) += v. */
