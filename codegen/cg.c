@@ -15,6 +15,7 @@
 #include <llvm-c/IRReader.h>
 
 #include <pthread.h>
+#include <setjmp.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,8 @@ static void stage(const CgOptions *o, const char *name) {
         o->stage(name, o->stage_ud);
 }
 
+static char *copy_str(const char *s);
+
 /* Lower part `part` of split (every program: NULL) into a module in ctx
  * (*out, which the caller disposes of or hands on, whatever the result),
  * then verify and optimise it for tm, reporting each stage when report is
@@ -49,6 +52,12 @@ static const char *build_module(LLVMContextRef ctx, const Graph *g, const Plan *
                                 bool report, LLVMTargetMachineRef tm, Arena *a,
                                 const char **names, LLVMModuleRef *out, char **err) {
     LLVMModuleRef mod = *out = cg_lower(ctx, g, plan, opt->elem_size, split, part, a, names);
+    if (!mod) {
+        char buf[96];
+        snprintf(buf, sizeof buf, "a request for %zu bytes failed", arena_oom_size(a));
+        *err = copy_str(buf);
+        return "out of memory in the code generator";
+    }
     for (int k = 0; k < PROG_COUNT; k++)
         if (names[k] && (opt->test_break_progs >> k & 1))
             cg_lower_break(mod);
@@ -272,6 +281,22 @@ void cg_split_programs(const Plan *plan, int n, Arena *a, CgSplit *split) {
     }
 }
 
+/* cg_split_programs under sa's out-of-memory handler: false, with a
+ * diagnostic, when sa ran out. (A function of its own, so that no local
+ * of the caller lives across the setjmp.) */
+static bool split_guarded(const Plan *plan, int n, Arena *sa, CgSplit *split, Diags *d) {
+    jmp_buf oom;
+    if (setjmp(oom)) {
+        diag_error(d, (Loc){0}, "out of memory in the code generator: a request for %zu bytes "
+                                "failed", arena_oom_size(sa));
+        return false;
+    }
+    arena_set_oom(sa, &oom);
+    cg_split_programs(plan, n, sa, split);
+    arena_set_oom(sa, NULL);
+    return true;
+}
+
 /* The programs of plan compiled by up to n threads (n >= 2) and linked
  * into m's JIT. */
 static bool compile_parallel(CgModule *m, const Graph *g, const Plan *plan, const CgOptions *opt,
@@ -282,7 +307,10 @@ static bool compile_parallel(CgModule *m, const Graph *g, const Plan *plan, cons
         return false;
     }
     CgSplit split;
-    cg_split_programs(plan, n, sa, &split);
+    if (!split_guarded(plan, n, sa, &split, d)) {
+        arena_free(sa);
+        return false;
+    }
     n = split.nparts;
     Part parts[CG_MAX_THREADS];
     for (int i = 0; i < n; i++) {

@@ -112,7 +112,8 @@ typedef struct CgSplit {
  * whole, when split is NULL); names[k] is program k's entry point, or NULL
  * when it has no roots or is in another part. All allocation in a; reads
  * g and plan only, so threads may lower at once, each in its own context
- * and arena. */
+ * and arena. NULL when a ran out of memory (nothing of the module is
+ * left; a's out-of-memory handler is unset on return). */
 LLVMModuleRef cg_lower(LLVMContextRef ctx, const Graph *g, const Plan *plan, int elem_size,
                        const CgSplit *split, int part, Arena *a, const char *names[PROG_COUNT]);
 /* Whether kernel kr of program p runs on the runtime's thread pool: its

@@ -44,6 +44,7 @@
 #include <llvm-c/DebugInfo.h>
 
 #include <math.h>
+#include <setjmp.h>
 #include <string.h>
 
 /* ---- counted loops (kern.h) -----------------------------------------------------
@@ -1006,6 +1007,18 @@ LLVMModuleRef cg_lower(LLVMContextRef ctx, const Graph *g, const Plan *plan, int
     Lower L = {.ctx = ctx, .g = g, .plan = plan, .a = a, .part = part};
     L.mod = LLVMModuleCreateWithNameInContext(g->name, ctx);
     L.b = LLVMCreateBuilderInContext(ctx);
+    /* Out of memory in a: the half-built module and the builder go, and
+     * the caller hears NULL (arena_oom_size(a) says how much failed). */
+    LLVMModuleRef volatile mod = L.mod;
+    LLVMBuilderRef volatile b = L.b;
+    jmp_buf oom;
+    if (setjmp(oom)) {
+        arena_set_oom(a, NULL);
+        LLVMDisposeBuilder(b);
+        LLVMDisposeModule(mod);
+        return NULL;
+    }
+    arena_set_oom(a, &oom);
     L.elem = elem_size == 4 ? LLVMFloatTypeInContext(ctx) : LLVMDoubleTypeInContext(ctx);
     L.i1 = LLVMInt1TypeInContext(ctx);
     L.i32 = LLVMInt32TypeInContext(ctx);
@@ -1024,6 +1037,7 @@ LLVMModuleRef cg_lower(LLVMContextRef ctx, const Graph *g, const Plan *plan, int
         else
             emit_outlined(&L, p, name);
     }
+    arena_set_oom(a, NULL);
     LLVMDisposeBuilder(L.b);
     return L.mod;
 }

@@ -17,6 +17,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <math.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,8 @@ static const char usage_build[] =
     "  --lib           a C library instead of a program: NAME.o and NAME.h\n"
     "  -q, --quiet     no summary line\n"
     "  --time-passes   time each stage, the C compiler's included (on stderr)\n"
+    "  --max-memory SIZE  refuse a model whose arena needs more (512M, 2G;\n"
+    "                  default: the machine's memory and limits)\n"
     "  -h, --help      this text\n";
 
 /* ---- the tools ---------------------------------------------------------------------- */
@@ -494,10 +497,18 @@ int cmd_build(int argc, char **argv) {
         return rc < 0 ? 0 : rc;
     double t0 = run_now_ms();
     Arena *a = arena_new();
+    if (!a)
+        return compile_out_of_memory(NULL, o.model);
     Diags d;
     diags_init(&d, a);
     rc = RUN_EXIT_USER;
-    char *tmpdir = NULL;
+    char *volatile tmpdir = NULL; /* volatile: read after a longjmp */
+    jmp_buf oom;
+    if (setjmp(oom)) {
+        rc = compile_out_of_memory(a, o.model);
+        goto out;
+    }
+    arena_set_oom(a, &oom);
     RtError err;
     Timing tm;
     timing_start(&tm, o.time_passes);
@@ -530,6 +541,10 @@ int cmd_build(int argc, char **argv) {
     int64_t batch = o.batch > 0 ? o.batch : m->train.batch;
     Plan *plan = ir_plan_programs(g, batch, 4, ~(1u << PROG_GRAD));
     timing_mark(&tm, "fuse and plan");
+    if (!compile_check_memory(&d, g, plan)) { /* the built program's arena, on this machine */
+        print_diags(&d);
+        goto out;
+    }
     if (!(tmpdir = scratch_dir(a)))
         goto out;
     const char *object = arena_printf(a, "%s/model.o", tmpdir);

@@ -226,7 +226,7 @@ static RtStatus plan_lib(Lib *L, RtError *err) {
     if (L->b->hash)
         snprintf(L->hash, sizeof L->hash, "%s", L->b->hash);
     else
-        ckpt_model_hash(L->b->m->src, L->b->optimizer, L->hash);
+        ckpt_model_hash(L->b->a, L->b->m->src, L->b->optimizer, L->hash);
     return RT_OK;
 }
 

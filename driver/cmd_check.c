@@ -11,6 +11,7 @@
  */
 #include <float.h>
 #include <math.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,8 @@ static const char usage_check[] =
     "  --random-inputs  random inputs of the right shapes instead of the data:\n"
     "                   floats normal(0, 1), ints uniform in their range\n"
     "  --time-passes    time each compile stage (on stderr)\n"
+    "  --max-memory SIZE  refuse a model whose arena needs more (512M, 2G;\n"
+    "                  default: the machine's memory and limits)\n"
     "  -h, --help       this text\n";
 
 typedef struct CheckOpts {
@@ -483,10 +486,18 @@ int cmd_check(int argc, char **argv) {
     if (rc || o.help)
         return rc;
     Arena *a = arena_new();
+    if (!a)
+        return compile_out_of_memory(NULL, o.model);
     Diags d;
     diags_init(&d, a);
     rc = EXIT_USER;
-    CgModule *cg = NULL;
+    CgModule *volatile cg = NULL; /* volatile: read after a longjmp */
+    jmp_buf oom;
+    if (setjmp(oom)) {
+        rc = compile_out_of_memory(a, o.model);
+        goto out;
+    }
+    arena_set_oom(a, &oom);
     Timing tm;
     timing_start(&tm, o.time_passes);
     Model *m = load_model(a, &d, o.model);
@@ -518,6 +529,7 @@ int cmd_check(int argc, char **argv) {
         goto out;
     timing_print(&tm, stderr);
     r.rm = cg_rt_model_jit(a, g, plan, cg);
+    arena_set_oom(a, NULL); /* the compile is over */
     rc = run_check(&o, &r);
 out:
     cg_free(cg);

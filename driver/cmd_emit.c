@@ -1,6 +1,7 @@
 /* cmd_emit.c: gradc emit, the compiled programs as IR, LLVM IR or assembly;
  * with --time-passes, the time of each compile stage on stderr. */
 #include <math.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +29,12 @@ static const char usage_emit[] =
 /* ---- gradc emit --------------------------------------------------------------- */
 
 int cmd_emit(int argc, char **argv) {
-    const char *model = NULL, *optimizer = NULL;
-    enum { EMIT_IR, EMIT_LLVM, EMIT_ASM } what = EMIT_IR;
+    /* volatile: set before the out-of-memory setjmp below and read after
+     * it, where gcc -O2 cannot see that nothing changes them */
+    const char *model = NULL, *volatile optimizer = NULL;
+    volatile enum { EMIT_IR, EMIT_LLVM, EMIT_ASM } what = EMIT_IR;
     int64_t batch = 0;
-    bool time_passes = false;
+    volatile bool time_passes = false;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -61,10 +64,18 @@ int cmd_emit(int argc, char **argv) {
     if (!model)
         return usage_error("emit", "no model file given");
     Arena *a = arena_new();
+    if (!a)
+        return compile_out_of_memory(NULL, model);
     Diags d;
     diags_init(&d, a);
     int rc = EXIT_USER;
-    CgModule *cg = NULL;
+    CgModule *volatile cg = NULL; /* volatile: read after a longjmp */
+    jmp_buf oom;
+    if (setjmp(oom)) {
+        rc = compile_out_of_memory(a, model);
+        goto out;
+    }
+    arena_set_oom(a, &oom);
     Timing tm;
     timing_start(&tm, time_passes);
     Model *m = load_model(a, &d, model);

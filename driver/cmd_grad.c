@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -300,7 +301,8 @@ static int find_param(const GradJob *j) {
 
 int cmd_grad(int argc, char **argv) {
     GradJob j = {.after = AFTER_DCE};
-    const char *optimizer = NULL;
+    /* volatile: read after the out-of-memory setjmp below */
+    const char *volatile optimizer = NULL;
     bool time_passes = false, after_given = false;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -352,12 +354,20 @@ int cmd_grad(int argc, char **argv) {
         return usage_error("grad", "--kernels shows the kernels after fusion, not after %s",
                            after_names[j.after]);
     Arena *a = arena_new();
+    if (!a)
+        return compile_out_of_memory(NULL, j.model);
     Diags d;
     diags_init(&d, a);
     Timing tm;
     timing_start(&tm, time_passes);
     j.tm = &tm;
     j.rc = EXIT_USER;
+    jmp_buf oom;
+    if (setjmp(oom)) {
+        j.rc = compile_out_of_memory(a, j.model);
+        goto out;
+    }
+    arena_set_oom(a, &oom);
     if (!(j.m = load_model(a, &d, j.model)))
         goto out;
     timing_mark(&tm, "front end");

@@ -9,6 +9,7 @@
  * no code. Owns the report's text; the FLOP convention is ir/cost.c's.
  */
 #include <math.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,8 @@ static const char usage_summary[] =
     "  --batch N       the batch size (default: the train block's)\n"
     "  --optimizer R   the update rule (default: the train block's)\n"
     "  --time-passes   time each compile stage (on stderr)\n"
+    "  --max-memory SIZE  refuse a model whose arena needs more (512M, 2G;\n"
+    "                  default: the machine's memory and limits)\n"
     "  -h, --help      this text\n";
 
 typedef struct SummaryOpts {
@@ -528,9 +531,17 @@ int cmd_summary(int argc, char **argv) {
     if (rc)
         return rc < 0 ? 0 : rc;
     Arena *a = arena_new();
+    if (!a)
+        return compile_out_of_memory(NULL, o.model);
     Diags d;
     diags_init(&d, a);
     rc = EXIT_USER;
+    jmp_buf oom;
+    if (setjmp(oom)) {
+        rc = compile_out_of_memory(a, o.model);
+        goto out;
+    }
+    arena_set_oom(a, &oom);
     Timing tm;
     timing_start(&tm, o.time_passes);
     Model *m = load_model(a, &d, o.model);
@@ -557,6 +568,12 @@ int cmd_summary(int argc, char **argv) {
      * for a model without a loss, gradc predict. */
     Plan *plan = ir_plan_programs(g, batch, 4, g->loss ? ~(1u << PROG_GRAD) : 1u << PROG_PREDICT);
     timing_mark(&tm, "fuse and plan");
+    /* A plan past the memory limit is reported (with a note at the end);
+     * one whose sizes overflow has no numbers to report. */
+    if (plan->arena_bytes == SIZE_MAX && !compile_check_memory(&d, g, plan)) {
+        print_diags(&d);
+        goto out;
+    }
 
     /* The rows are the optimized forward graph's: what the programs compute. */
     int64_t total;
@@ -573,6 +590,12 @@ int cmd_summary(int argc, char **argv) {
     print_flops(stdout, g, main_prog, batch);
     print_memory(stdout, a, g, plan);
     print_kernels(stdout, a, g, main_prog, batch);
+    const char *why;
+    uint64_t limit = compile_memory_limit(&why);
+    if (plan->arena_bytes > limit)
+        printf("\nnote: the arena (%zu bytes) is more than the memory limit (%llu bytes, set by "
+               "%s):\ngradc train, predict, eval and build refuse this model at batch %lld\n",
+               plan->arena_bytes, (unsigned long long)limit, why, (long long)batch);
     fflush(stdout);
     timing_mark(&tm, "report");
     timing_print(&tm, stderr);

@@ -6,6 +6,7 @@
 #define GRADC_DRIVER_COMPILE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "checkpoint.h"
 #include "frontend/frontend.h"
@@ -20,6 +21,12 @@ Model *load_model(Arena *a, Diags *d, const char *path);
 struct CgModule;
 struct Timing;
 
+/* The first half of compile_programs_flags: optimise g, plan the programs
+ * in mask, refuse a plan past the memory limit (compile_check_memory).
+ * NULL after printing the diagnostics. */
+Plan *compile_plan(Diags *d, Graph *g, int64_t batch, unsigned mask, int elem_size,
+                   unsigned plan_flags, struct Timing *t);
+
 /* The JIT half of every compiling command: optimise g (timed by t, which
  * may be NULL), plan the programs whose bit (1u << ProgramKind) is in mask
  * for batches up to batch with elem_size (4 or 8), generate and JIT their
@@ -32,6 +39,47 @@ struct CgModule *compile_programs_flags(Diags *d, Graph *g, int64_t batch, unsig
                                         int elem_size, unsigned plan_flags, struct Timing *t,
                                         Plan **plan_out);
 
+/* ---- out of memory --------------------------------------------------------------
+ * Every allocation of a compile is in the command's arena (or goes to its
+ * handler: codegen's own arenas, the model hash). A command sets the
+ * handler in its own frame, before anything else allocates in a:
+ *
+ *     jmp_buf oom;
+ *     if (setjmp(oom)) {
+ *         rc = compile_out_of_memory(a, path);
+ *         goto out;  (frees a, and what else the command holds)
+ *     }
+ *     arena_set_oom(a, &oom);
+ *
+ * A local the cleanup reads that changes after setjmp must be volatile
+ * (CgModule *volatile cg). The handler is unset (arena_set_oom(a, NULL))
+ * before the run library takes over, so that nothing jumps out of a
+ * training run. */
+
+/* "gradc: error: out of memory compiling 'path' (a request for N bytes
+ * failed)" on stderr (a NULL: no arena could be made); returns
+ * RUN_EXIT_USER. */
+int compile_out_of_memory(Arena *a, const char *path);
+
+/* ---- the memory limit -------------------------------------------------------------
+ * A plan whose arena exceeds the memory limit is refused before any of it
+ * is allocated. The limit is the smallest of the physical memory, the
+ * address-space and data-size limits (ulimit -v, -d), cgroup v2's
+ * memory.max, and --max-memory. */
+
+/* --max-memory: bytes (0: not given). */
+void compile_set_max_memory(uint64_t bytes);
+/* A size: digits, optionally followed by K, M, G or T (powers of 1024;
+ * "KiB", "MB" and lowercase accepted); more than 0, at most 2^64 - 1. */
+bool compile_parse_size(const char *s, uint64_t *out);
+/* The limit in bytes, and what sets it ("the physical memory",
+ * "--max-memory", ...) in *what. */
+uint64_t compile_memory_limit(const char **what);
+/* Whether plan's arena (Plan.arena_bytes, SIZE_MAX when its sizes
+ * overflow) is within the limit; else an error in d at the largest
+ * tensor's declaration, with the bytes needed and the limit. */
+bool compile_check_memory(Diags *d, const Graph *g, const Plan *plan);
+
 /* Print d's diagnostics to stderr, in colour on a terminal. */
 void print_diags(Diags *d);
 
@@ -40,8 +88,10 @@ void print_diags(Diags *d);
  * (so comments, blank lines and spacing do not count, but every name,
  * number and string does, the train block's optimizer, clip_norm and data
  * included) and the --optimizer rule's tokens when one was given. FNV-1a 64
- * over each token's kind and bytes; 16 lowercase hex digits into buf. */
-char *ckpt_model_hash(const SrcFile *model, const char *optimizer, char buf[CKPT_HASH_LEN]);
+ * over each token's kind and bytes; 16 lowercase hex digits into buf. Out
+ * of memory goes to a's handler (arena_set_oom). */
+char *ckpt_model_hash(Arena *a, const SrcFile *model, const char *optimizer,
+                      char buf[CKPT_HASH_LEN]);
 
 /* ---- the model for the run library -------------------------------------------- */
 

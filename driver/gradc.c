@@ -10,6 +10,7 @@
  * the driver prints them.
  */
 #include <math.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,10 +91,18 @@ static int cmd_train(int argc, char **argv) {
         return rc;
     double t0 = run_now_ms();
     Arena *a = arena_new();
+    if (!a)
+        return compile_out_of_memory(NULL, o.model);
     Diags d;
     diags_init(&d, a);
     rc = EXIT_USER;
-    CgModule *cg = NULL;
+    CgModule *volatile cg = NULL; /* volatile: read after a longjmp */
+    jmp_buf oom;
+    if (setjmp(oom)) {
+        rc = compile_out_of_memory(a, o.model);
+        goto out;
+    }
+    arena_set_oom(a, &oom);
     RunModel r;
     Timing tm;
     timing_start(&tm, o.time_passes);
@@ -142,6 +151,7 @@ static int cmd_train(int argc, char **argv) {
     /* Training needs none of LLVM's code: out of the resident set with it,
      * before the data comes in (release.h). */
     release_compiler_memory();
+    arena_set_oom(a, NULL); /* the compile is over; nothing jumps out of a run */
     rc = run_train(&gradc_cli, &o, &r);
 out:
     cg_free(cg);
@@ -155,10 +165,18 @@ static int cmd_predict(int argc, char **argv) {
     if (rc || o.help)
         return rc;
     Arena *a = arena_new();
+    if (!a)
+        return compile_out_of_memory(NULL, o.model);
     Diags d;
     diags_init(&d, a);
     rc = EXIT_USER;
-    CgModule *cg = NULL;
+    CgModule *volatile cg = NULL; /* volatile: read after a longjmp */
+    jmp_buf oom;
+    if (setjmp(oom)) {
+        rc = compile_out_of_memory(a, o.model);
+        goto out;
+    }
+    arena_set_oom(a, &oom);
     RunModel r;
     Timing tm;
     timing_start(&tm, o.time_passes);
@@ -175,6 +193,7 @@ static int cmd_predict(int argc, char **argv) {
     if (!(cg = compile_jit(a, &d, m->graph, text ? 1 : o.batch, 1u << PROG_PREDICT, &r, &tm)))
         goto out;
     r.need = inputs_needed(a, m->graph);
+    arena_set_oom(a, NULL); /* the compile is over; nothing jumps out of a run */
     rc = run_predict(&gradc_cli, &o, &r);
 out:
     cg_free(cg);
@@ -189,10 +208,18 @@ static int cmd_eval(int argc, char **argv) {
         return rc;
     double t0 = run_now_ms();
     Arena *a = arena_new();
+    if (!a)
+        return compile_out_of_memory(NULL, o.model);
     Diags d;
     diags_init(&d, a);
     rc = EXIT_USER;
-    CgModule *cg = NULL;
+    CgModule *volatile cg = NULL; /* volatile: read after a longjmp */
+    jmp_buf oom;
+    if (setjmp(oom)) {
+        rc = compile_out_of_memory(a, o.model);
+        goto out;
+    }
+    arena_set_oom(a, &oom);
     RunModel r;
     Timing tm;
     timing_start(&tm, o.time_passes);
@@ -213,6 +240,7 @@ static int cmd_eval(int argc, char **argv) {
     if (!(cg = compile_jit(a, &d, m->graph, o.batch, 1u << PROG_EVAL, &r, &tm)))
         goto out;
     r.compile_ms = run_now_ms() - t0;
+    arena_set_oom(a, NULL); /* the compile is over; nothing jumps out of a run */
     rc = run_eval(&gradc_cli, &o, &r);
 out:
     cg_free(cg);
@@ -221,6 +249,36 @@ out:
 }
 
 /* ---- main ------------------------------------------------------------------------ */
+
+/* --max-memory SIZE (or --max-memory=SIZE) of the commands that plan an
+ * arena to allocate (train, predict, eval, check, build; summary reports
+ * against it): taken out of argv (compile_set_max_memory) before the
+ * command parses the rest. 0, or EXIT_USAGE after saying what is wrong. */
+static int take_max_memory(const char *cmd, int *argc, char **argv) {
+    int w = 2;
+    for (int i = 2; i < *argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "--max-memory")) {
+            if (i + 1 >= *argc)
+                return usage_error(cmd, "--max-memory needs a size (like 512M, 2G or 1500000000)");
+            v = argv[++i];
+        } else if (!strncmp(a, "--max-memory=", 13)) {
+            v = a + 13;
+        } else {
+            argv[w++] = argv[i];
+            continue;
+        }
+        uint64_t n;
+        if (!compile_parse_size(v, &n))
+            return usage_error(cmd, "--max-memory expects a size like 512M, 2G or 1500000000, "
+                                    "got '%s'",
+                               v);
+        compile_set_max_memory(n);
+    }
+    argv[w] = NULL;
+    *argc = w;
+    return 0;
+}
 
 int main(int argc, char **argv) {
     if (argc < 2) {
@@ -235,6 +293,13 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "--version")) {
         printf("gradc %s\n", GRADC_VERSION);
         return 0;
+    }
+    static const char *const planning[] = {"train", "predict", "eval", "build", "check",
+                                           "summary"};
+    for (int i = 0; i < 6; i++) {
+        int rc;
+        if (!strcmp(cmd, planning[i]) && (rc = take_max_memory(cmd, &argc, argv)))
+            return rc;
     }
     if (!strcmp(cmd, "train"))
         return cmd_train(argc, argv);

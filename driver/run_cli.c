@@ -127,7 +127,9 @@ static void usage_train(FILE *f, const RunCli *c) {
               "  --check-numerics  stop at the first NaN or Inf and say which op made it\n"
               "  --profile       after training, the time of each kernel of the train\n"
               "                  program as a share of the step (on stderr)\n"
-              "  --time-passes   print the time each compile stage took\n",
+              "  --time-passes   print the time each compile stage took\n"
+              "  --max-memory SIZE  refuse a model whose arena needs more (512M, 2G;\n"
+              "                  default: the machine's memory and limits)\n",
               f);
     } else {
         fprintf(f,
@@ -199,7 +201,9 @@ static void usage_predict(FILE *f, const RunCli *c) {
     fputs(predict_opts, f);
     if (!b)
         fputs("  --batch N       rows per run of the predict program (default 256)\n"
-              "  --time-passes   print the time each compile stage took\n",
+              "  --time-passes   print the time each compile stage took\n"
+              "  --max-memory SIZE  refuse a model whose arena needs more (512M, 2G;\n"
+              "                  default: the machine's memory and limits)\n",
               f);
     else
         fprintf(f, "  --batch N       rows per run of the predict program (default and at\n"
@@ -233,7 +237,9 @@ static void usage_eval(FILE *f, const RunCli *c) {
           f);
     if (!b)
         fputs("  --batch N       rows per run of the eval program (default 256)\n"
-              "  --time-passes   print the time each compile stage took\n",
+              "  --time-passes   print the time each compile stage took\n"
+              "  --max-memory SIZE  refuse a model whose arena needs more (512M, 2G;\n"
+              "                  default: the machine's memory and limits)\n",
               f);
     else
         fprintf(f, "  --batch N       rows per run of the eval program (default and at most\n"

@@ -116,6 +116,17 @@ static void end_line(Lexer *L) {
     L->at_bol = true;
 }
 
+/* Longest name and number: longer ones are errors (a generated or
+ * corrupt file), and a message shows only their first SHOWN bytes. */
+enum { LEX_MAX_NAME = 256, LEX_MAX_NUMBER = 256, SHOWN = 32 };
+
+/* The first SHOWN bytes of t's text, "..." after them when cut. */
+static char *shown(Lexer *L, const Token *t) {
+    if (t->len <= SHOWN)
+        return arena_strndup(L->a, t->text, (size_t)t->len);
+    return arena_printf(L->a, "%.*s...", SHOWN, t->text);
+}
+
 static bool is_ident_char(char c) { return isalnum((unsigned char)c) || c == '_'; }
 
 static bool is_ident_start(char c) { return isalpha((unsigned char)c) || c == '_'; }
@@ -134,6 +145,11 @@ static void lex_ident(Lexer *L) {
             kind = keywords[i].kind;
     Token *t = push(L, kind, start, len);
     t->str = arena_strndup(L->a, start, (size_t)len);
+    if (len > LEX_MAX_NAME) {
+        diag_error(L->d, t->loc, "name '%s' is too long (%d characters; at most %d)",
+                   shown(L, t), len, LEX_MAX_NAME);
+        return;
+    }
     for (const char *p = start; p < L->p; p++) {
         if (*p != '.' || (p + 1 < L->p && is_ident_start(p[1])))
             continue;
@@ -177,12 +193,17 @@ static void lex_number(Lexer *L) {
         p++;
     L->p = p;
     Token *t = push(L, TK_NUMBER, start, (int)(p - start));
+    if (t->len > LEX_MAX_NUMBER) {
+        diag_error(L->d, t->loc, "number '%s' is too long (%d characters; at most %d)",
+                   shown(L, t), t->len, LEX_MAX_NUMBER);
+        return;
+    }
     char *digits = arena_strndup(L->a, start, (size_t)(valid_end - start));
     t->num = strtod(digits, NULL);
     if (p != valid_end)
-        diag_error(L->d, t->loc, "invalid number '%.*s'", t->len, t->text);
+        diag_error(L->d, t->loc, "invalid number '%s'", shown(L, t));
     else if (!isfinite(t->num))
-        diag_error(L->d, t->loc, "number '%.*s' is too large", t->len, t->text);
+        diag_error(L->d, t->loc, "number '%s' is too large", shown(L, t));
 }
 
 static void lex_string(Lexer *L) {

@@ -37,9 +37,14 @@ typedef struct Chunk {
 struct Arena {
     Chunk *head;
     jmp_buf *oom;
+    size_t oom_size; /* the request that failed, for the message */
 };
 
 enum { CHUNK_SIZE = 64 * 1024 };
+
+static size_t chunk_size = CHUNK_SIZE;
+
+void arena_set_chunk_size(size_t bytes) { chunk_size = bytes ? bytes : CHUNK_SIZE; }
 
 Arena *arena_new(void) {
     Arena *a = gc_realloc(NULL, sizeof *a);
@@ -47,6 +52,7 @@ Arena *arena_new(void) {
         return NULL;
     a->head = NULL;
     a->oom = NULL;
+    a->oom_size = 0;
     return a;
 }
 
@@ -62,7 +68,10 @@ void arena_free(Arena *a) {
 
 void arena_set_oom(Arena *a, void *jmp_buf_ptr) { a->oom = jmp_buf_ptr; }
 
-static _Noreturn void out_of_memory(Arena *a, size_t size) {
+size_t arena_oom_size(const Arena *a) { return a ? a->oom_size : 0; }
+
+_Noreturn void arena_out_of_memory(Arena *a, size_t size) {
+    a->oom_size = size;
     if (a->oom)
         longjmp(*a->oom, 1);
     fprintf(stderr, "gradc: out of memory (allocating %zu bytes)\n", size);
@@ -70,12 +79,14 @@ static _Noreturn void out_of_memory(Arena *a, size_t size) {
 }
 
 void *arena_alloc(Arena *a, size_t size) {
+    if (size > SIZE_MAX / 2) /* a size computed with a wrap: no chunk can hold it */
+        arena_out_of_memory(a, size);
     size = (size + 15) & ~(size_t)15;
     if (!a->head || a->head->cap - a->head->used < size) {
-        size_t cap = size > CHUNK_SIZE / 4 ? size : CHUNK_SIZE;
+        size_t cap = size > chunk_size / 4 ? size : chunk_size;
         Chunk *c = gc_realloc(NULL, sizeof(Chunk) + cap);
         if (!c)
-            out_of_memory(a, size);
+            arena_out_of_memory(a, size);
         c->used = 0;
         c->cap = cap;
         if (cap == size && a->head) { /* keep the current chunk at the head */
@@ -219,12 +230,26 @@ static void write_diag(Sink *s, const Diag *dg, bool color) {
         return;
     int n;
     const char *line = source_line(dg->loc.file, dg->loc.line, &n);
-    sink_printf(s, "%5d | %.*s\n      | ", dg->loc.line, n, line);
     int col = dg->loc.col - 1;
-    for (int i = 0; i < col && i < n; i++)
+    /* A long line (a generated file, a 10 MB expression) is shown as a
+     * window of DIAG_WIDTH bytes around the column, "..." at each cut. */
+    enum { DIAG_WIDTH = 160 };
+    int from = 0, to = n;
+    if (n > DIAG_WIDTH) {
+        from = col - DIAG_WIDTH / 2;
+        if (from > n - DIAG_WIDTH)
+            from = n - DIAG_WIDTH;
+        if (from < 0)
+            from = 0;
+        to = from + DIAG_WIDTH;
+    }
+    const char *cut = from > 0 ? "..." : "";
+    sink_printf(s, "%5d | %s%.*s%s\n      | %s", dg->loc.line, cut, to - from, line + from,
+                to < n ? "..." : "", from > 0 ? "   " : "");
+    for (int i = from; i < col && i < to; i++)
         sink_printf(s, "%c", line[i] == '\t' ? '\t' : ' ');
     sink_printf(s, "%s^", color ? "\033[1;32m" : "");
-    for (int i = 1; i < dg->loc.len && col + i < n; i++)
+    for (int i = 1; i < dg->loc.len && col + i < to; i++)
         sink_printf(s, "~");
     sink_printf(s, "%s\n", reset);
 }

@@ -36,9 +36,22 @@ char *arena_strndup(Arena *a, const char *s, size_t n);
 char *arena_printf(Arena *a, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Tests only: the size of the chunks arenas allocate (0: the default, 64
+ * KiB). A tiny size makes nearly every arena_alloc an allocation of its
+ * own, so that failing each allocation in turn reaches every place that
+ * allocates (tests/test_alloc_fail.c). */
+void arena_set_chunk_size(size_t bytes);
+
 /* Where out-of-memory goes: a jmp_buf to longjmp to with value 1. NULL
  * restores the default (abort with a message). */
 void arena_set_oom(Arena *a, void *jmp_buf_ptr);
+/* The size of the request that ran a out of memory (0: none did; a NULL:
+ * 0), for the message. */
+size_t arena_oom_size(const Arena *a);
+/* Report that a request of size bytes for a failed (an allocation outside
+ * the arena that belongs to its compile): to a's handler, as arena_alloc
+ * would. */
+_Noreturn void arena_out_of_memory(Arena *a, size_t size);
 
 /* Growable array in an arena: `Vec(Node *) v = {0}; vec_push(arena, &v, n);` */
 #define Vec(T)                                                                 \

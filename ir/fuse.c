@@ -27,6 +27,9 @@
  * through a transpose or a broadcast, is stored by a kernel of its own that
  * runs before any update (a reduction such as a norm always is).
  *
+ * A chain of more than FUSE_MAX_DEPTH inline nodes is cut: the node at
+ * that depth is stored and starts a loop of its own.
+ *
  * Without fusion (PLAN_NO_FUSE, for finding the node that made a NaN),
  * every node is stored by a kernel of its own but constants and element
  * counts, which stay inline; the ASSIGNs of one parameter still share one.
@@ -37,6 +40,12 @@
 #include <string.h>
 
 enum { GID_NONE = -1, GID_MULTI = -2 };
+
+/* The longest chain of inline nodes below a loop's root: a node further
+ * down is stored instead. Code generation walks a loop's body by recursion
+ * (codegen/lower.c), so this bounds its depth: a model of 100000 lines
+ * `h = h + 1` is a hundred loops, not one that overflows the stack. */
+enum { FUSE_MAX_DEPTH = 1000 };
 
 /* Computed in a loop kernel: elementwise, movement, scalar leaves, ASSIGN. */
 static bool fusible(const Node *n) {
@@ -65,16 +74,24 @@ static int owner_of(const Graph *g, const Node *n) {
 }
 
 /* Does x depend on a parameter or state of parameter `owner`? (seen:
- * scratch, one flag per node, cleared) */
-static bool depends_on_owner(const Graph *g, const Node *x, int owner, bool *seen) {
-    if (owner_of(g, x) == owner)
-        return true;
-    if (seen[x->id])
-        return false;
+ * scratch, one flag per node, cleared; stack: room for a pointer per
+ * node). A walk with a stack of its own, not recursion: a chain of 100000
+ * ops must not overflow the C stack. */
+static bool depends_on_owner(const Graph *g, const Node *x, int owner, bool *seen,
+                             const Node **stack) {
+    int top = 0;
     seen[x->id] = true;
-    for (int s = 0; s < x->nsrc; s++)
-        if (depends_on_owner(g, x->src[s], owner, seen))
+    stack[top++] = x;
+    while (top > 0) {
+        const Node *y = stack[--top];
+        if (owner_of(g, y) == owner)
             return true;
+        for (int s = 0; s < y->nsrc; s++)
+            if (!seen[y->src[s]->id]) {
+                seen[y->src[s]->id] = true;
+                stack[top++] = y->src[s];
+            }
+    }
     return false;
 }
 
@@ -82,7 +99,8 @@ static bool depends_on_owner(const Graph *g, const Node *x, int owner, bool *see
  * some parameter): it reads no other parameter's storage (parameter or
  * state) directly, and an index map (transpose, broadcast) reads none of
  * the owner's at all, at any depth. */
-static bool safe_in_update(const Graph *g, const Node *x, int owner, bool *seen, int n) {
+static bool safe_in_update(const Graph *g, const Node *x, int owner, bool *seen,
+                           const Node **stack, int n) {
     for (int s = 0; s < x->nsrc; s++) {
         int o = owner_of(g, x->src[s]);
         if (o >= 0 && (o != owner || op_has(x->op, OPF_MOVE)))
@@ -91,7 +109,7 @@ static bool safe_in_update(const Graph *g, const Node *x, int owner, bool *seen,
     if (!op_has(x->op, OPF_MOVE) || owner < 0)
         return true;
     memset(seen, 0, (size_t)n);
-    return !depends_on_owner(g, x, owner, seen);
+    return !depends_on_owner(g, x, owner, seen, stack);
 }
 
 static void collect_roots(Graph *g, Program *p) {
@@ -131,19 +149,28 @@ static void collect_roots(Graph *g, Program *p) {
 }
 
 /* Adds to body the inline nodes that n's value needs, and n (seen: the
- * nodes already in body). */
+ * nodes already in body), in no particular order (fused_kernel sorts
+ * them). A walk with a stack of its own, not recursion: one fused loop may
+ * hold a chain of 100000 ops. */
 static void collect_body(Node *n, const bool *mat, bool *seen, Kernel *k, Arena *a) {
     if (seen[n->id])
         return;
+    Vec(Node *) stack = {0};
     seen[n->id] = true;
-    for (int s = 0; s < n->nsrc; s++) {
-        Node *x = n->src[s];
-        if (n->op == OP_ASSIGN && s == 0)
-            continue; /* the destination, not a value */
-        if (!mat[x->id])
-            collect_body(x, mat, seen, k, a);
+    vec_push(a, &stack, n);
+    while (stack.len > 0) {
+        Node *y = stack.items[--stack.len];
+        vec_push(a, &k->body, y);
+        for (int s = 0; s < y->nsrc; s++) {
+            Node *x = y->src[s];
+            if (y->op == OP_ASSIGN && s == 0)
+                continue; /* the destination, not a value */
+            if (!mat[x->id] && !seen[x->id]) {
+                seen[x->id] = true;
+                vec_push(a, &stack, x);
+            }
+        }
     }
-    vec_push(a, &k->body, n);
 }
 
 static int by_id(const void *x, const void *y) {
@@ -304,6 +331,8 @@ void fuse_program(Graph *g, Program *p, bool *mat, bool fuse) {
     for (int i = 0; i < g->params.len; i++)
         update[i] = GID_NONE;
     bool *scratch = arena_alloc(a, (size_t)n);
+    const Node **stack = arena_alloc(a, sizeof *stack * (size_t)(n + 1));
+    int *depth = arena_alloc(a, sizeof(int) * (size_t)(n + 1)); /* inline chain to a root */
     int ngroups = 0;
     for (int i = n - 1; i >= 0; i--) {
         Node *x = g->nodes.items[i];
@@ -343,8 +372,8 @@ void fuse_program(Graph *g, Program *p, bool *mat, bool fuse) {
             }
             int ug = gid[u->id];
             /* A consumer spread over several groups may be in an update. */
-            if ((ug >= 0 && owner[ug] >= 0 && !safe_in_update(g, x, owner[ug], scratch, n)) ||
-                (ug == GID_MULTI && !safe_in_update(g, x, -1, scratch, n))) {
+            if ((ug >= 0 && owner[ug] >= 0 && !safe_in_update(g, x, owner[ug], scratch, stack, n)) ||
+                (ug == GID_MULTI && !safe_in_update(g, x, -1, scratch, stack, n))) {
                 inline_ok = false;
                 break;
             }
@@ -352,10 +381,22 @@ void fuse_program(Graph *g, Program *p, bool *mat, bool fuse) {
                 multi = true;
             group = ug;
         }
+        /* Inline chains are bounded (FUSE_MAX_DEPTH), and with them the
+         * recursion of code generation over a loop's body. */
+        int d = 1;
+        for (int c = 0; c < ncons[i]; c++) {
+            int u = cons[i][c]->id;
+            if (!mat[u] && depth[u] + 1 > d)
+                d = depth[u] + 1;
+        }
+        if (d > FUSE_MAX_DEPTH && x->nsrc > 0)
+            inline_ok = false;
         if (inline_ok && duplicable(x)) {
             gid[i] = multi ? GID_MULTI : group;
+            depth[i] = d;
         } else if (inline_ok && !multi && group >= 0) {
             gid[i] = group;
+            depth[i] = d;
         } else {
             mat[i] = true;
             owner[gid[i] = ngroups++] = -1;

@@ -42,8 +42,9 @@ bool shape_has_batch(const Shape *s) {
 
 int64_t shape_numel(const Shape *s, int64_t batch) {
     int64_t n = 1;
-    for (int i = 0; i < s->rank; i++)
-        n *= s->d[i] == DIM_BATCH ? batch : s->d[i];
+    for (int i = 0; i < s->rank; i++) /* saturates: a product past INT64_MAX is INT64_MAX */
+        if (__builtin_mul_overflow(n, s->d[i] == DIM_BATCH ? batch : s->d[i], &n))
+            return INT64_MAX;
     return n;
 }
 
@@ -80,8 +81,10 @@ bool shape_broadcast(const Shape *a, const Shape *b, Shape *out) {
 }
 
 size_t node_bytes(const Node *n, int64_t batch, int elem_size) {
-    size_t es = n->dtype == DT_INT ? 4 : (size_t)elem_size;
-    return (size_t)shape_numel(&n->shape, batch) * es;
+    size_t es = n->dtype == DT_INT ? 4 : (size_t)elem_size, bytes;
+    if (__builtin_mul_overflow((size_t)shape_numel(&n->shape, batch), es, &bytes))
+        return SIZE_MAX; /* saturates, as shape_numel does */
+    return bytes;
 }
 
 /* ---- nodes ------------------------------------------------------------------- */

@@ -22,7 +22,14 @@
 
 enum { ALIGN = 64 };
 
-static size_t align_up(size_t x) { return (x + ALIGN - 1) & ~(size_t)(ALIGN - 1); }
+/* Sizes saturate at SIZE_MAX instead of wrapping (node_bytes does too):
+ * shapes whose bytes pass 2^64 make a plan of SIZE_MAX bytes, which the
+ * driver refuses (compile_check_memory), never one with wrapped offsets. */
+static size_t add_sat(size_t x, size_t y) { return x > SIZE_MAX - y ? SIZE_MAX : x + y; }
+
+static size_t align_up(size_t x) {
+    return x > SIZE_MAX - (ALIGN - 1) ? SIZE_MAX : (x + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+}
 
 static const char *const prog_names[PROG_COUNT] = {"train", "grad", "eval", "predict"};
 
@@ -45,8 +52,9 @@ static size_t first_fit(const Block *live, int nlive, size_t base, size_t size) 
     for (bool moved = true; moved;) {
         moved = false;
         for (int i = 0; i < nlive; i++)
-            if (at < live[i].off + live[i].size && live[i].off < at + size) {
-                at = align_up(live[i].off + live[i].size);
+            if (at < add_sat(live[i].off, live[i].size) && live[i].off < add_sat(at, size) &&
+                at != SIZE_MAX) {
+                at = align_up(add_sat(live[i].off, live[i].size));
                 moved = true;
             }
     }
@@ -108,19 +116,19 @@ static void plan_program(Graph *g, Plan *plan, Program *p, const size_t *persist
         size_t off = first_fit(live, nlive, plan->persistent_bytes, size);
         p->offset[x->id] = off;
         live[nlive++] = (Block){off, size, last[x->id] < k ? k : last[x->id], x};
-        if (off + size > top) { /* a new top: remember what is live under it */
-            top = off + size;
+        if (add_sat(off, size) > top) { /* a new top: remember what is live under it */
+            top = add_sat(off, size);
             p->peak_kernel = k;
             p->peak_live.len = 0;
             p->peak_live_bytes = 0;
             for (int i = 0; i < nlive; i++) {
                 vec_push(a, &p->peak_live, live[i].node);
-                p->peak_live_bytes += live[i].size;
+                p->peak_live_bytes = add_sat(p->peak_live_bytes, live[i].size);
             }
         }
         size_t in_use = 0;
         for (int i = 0; i < nlive; i++)
-            in_use += live[i].size;
+            in_use = add_sat(in_use, live[i].size);
         if (in_use > peak)
             peak = in_use;
     }
@@ -158,12 +166,12 @@ Plan *ir_plan_flags(Graph *g, int64_t max_batch, int elem_size, unsigned mask, u
             !(x->op == OP_INPUT || x->op == OP_PARAM || x->op == OP_STATE || x->op == OP_HYPER))
             continue;
         persistent[i] = top;
-        top = align_up(top + node_bytes(x, max_batch, elem_size));
+        top = align_up(add_sat(top, node_bytes(x, max_batch, elem_size)));
     }
     plan->numerics_status = PLAN_NONE;
     if (flags & PLAN_CHECK_NUMERICS) {
         plan->numerics_status = top;
-        top = align_up(top + sizeof(int64_t));
+        top = align_up(add_sat(top, sizeof(int64_t)));
         plan->numerics_backup = arena_alloc(a, sizeof(size_t) * (size_t)n);
         for (int i = 0; i < n; i++) {
             Node *x = g->nodes.items[i];
@@ -171,7 +179,7 @@ Plan *ir_plan_flags(Graph *g, int64_t max_batch, int elem_size, unsigned mask, u
             if (x->dead || !(x->op == OP_PARAM || x->op == OP_STATE))
                 continue;
             plan->numerics_backup[i] = top;
-            top = align_up(top + node_bytes(x, max_batch, elem_size));
+            top = align_up(add_sat(top, node_bytes(x, max_batch, elem_size)));
         }
     }
     /* Fusion first: the profile counters' number is the train program's
@@ -189,7 +197,7 @@ Plan *ir_plan_flags(Graph *g, int64_t max_batch, int elem_size, unsigned mask, u
     if ((flags & PLAN_PROFILE) && (mask >> PROG_TRAIN & 1)) {
         plan->profile_counters = top;
         int nk = plan->prog[PROG_TRAIN].kernels.len;
-        top = align_up(top + sizeof(int64_t) * (size_t)(nk + 2));
+        top = align_up(add_sat(top, sizeof(int64_t) * (size_t)(nk + 2)));
     }
     plan->persistent_bytes = top;
     plan->arena_bytes = top;
