@@ -1,6 +1,7 @@
 /* csv.c: loading a CSV file into an RtDataset for a model.
  *
- * The dialect: comma-separated fields, an optional header line, optional
+ * The dialect: comma-separated fields (the file may be gzip-compressed;
+ * a NUL byte is an error), an optional header line, optional
  * double quotes around a field ("" inside quotes is one quote; a quoted field
  * does not span lines), LF or CRLF line ends, a UTF-8 byte-order mark
  * ignored, blank lines skipped, spaces and tabs around fields trimmed.
@@ -22,6 +23,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -57,35 +59,25 @@ __attribute__((format(printf, 4, 5))) static RtStatus csv_fail(Csv *c, long line
     return rt_fail(c->err, "%s:%ld:%d: %s", c->path, line, col, msg);
 }
 
+/* The whole file (gunzipped when it starts with the gzip magic), which must
+ * be text: a NUL byte is an error naming its line. */
 static RtStatus read_file(Csv *c) {
-    FILE *f = fopen(c->path, "rb");
-    if (!f)
-        return rt_fail(c->err, "cannot open '%s': %s", c->path, strerror(errno));
-    size_t cap = 1 << 16, len = 0;
-    char *text = malloc(cap);
-    while (text) {
-        len += fread(text + len, 1, cap - len - 1, f);
-        if (len < cap - 1)
-            break;
-        char *bigger = cap <= SIZE_MAX / 2 ? realloc(text, cap * 2) : NULL;
-        if (!bigger) {
-            free(text);
-            text = NULL;
-            break;
-        }
-        text = bigger;
-        cap *= 2;
-    }
-    int failed = ferror(f);
-    int e = errno;
-    fclose(f);
-    if (!text)
-        return rt_fail(c->err, "cannot read '%s': out of memory", c->path);
-    if (failed) {
+    unsigned char *data;
+    size_t len;
+    bool gzipped;
+    if (rt_read_data_file(c->path, &data, &len, &gzipped, c->err) != RT_OK)
+        return RT_FAIL;
+    char *text = (char *)data;
+    const char *nul = memchr(text, 0, len);
+    if (nul) {
+        size_t at = (size_t)(nul - text);
+        long line = 1;
+        for (size_t k = 0; k < at; k++)
+            line += text[k] == '\n';
         free(text);
-        return rt_fail(c->err, "cannot read '%s': %s", c->path, strerror(e));
+        return rt_fail(c->err, "%s:%ld: a NUL byte (byte offset %zu%s); CSV data must be text",
+                       c->path, line, at, gzipped ? " after gzip decompression" : "");
     }
-    text[len] = '\0';
     c->text = text;
     c->len = len;
     if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
@@ -252,9 +244,11 @@ static bool parse_number(const char *s, double *out) {
     return true;
 }
 
-static bool is_finite_number(const char *s) {
+/* A number, finite or not: a column of them with a "nan" or "inf" among
+ * them is a column of numbers with a bad value, not of string labels. */
+static bool is_number(const char *s) {
     double v;
-    return parse_number(s, &v) && isfinite(v);
+    return parse_number(s, &v);
 }
 
 /* Where each model input's values come from. */
@@ -434,7 +428,7 @@ static RtStatus scan(Load *L, int64_t *nrows) {
             return csv_fail(c, c->line, 0, "expected %d fields, found %d", L->nfields,
                             c->nfields);
         for (int j = 0; j < L->nfields; j++)
-            if (L->int_col[j] && !L->str_col[j] && !is_finite_number(c->fields[j])) {
+            if (L->int_col[j] && !L->str_col[j] && !is_number(c->fields[j])) {
                 L->str_col[j] = true;
                 L->str_line[j] = c->line;
             }
@@ -623,6 +617,9 @@ static RtStatus convert(Load *L, RtDataset *d) {
                 if (!isfinite(x))
                     return csv_fail(c, c->line, col + 1, "expected a finite number, found "
                                     "'%.60s'", s);
+                if (m->elem_size == 4 && !isfinite((float)x))
+                    return csv_fail(c, c->line, col + 1, "'%.60s' is too large for float32 "
+                                    "(at most %.9g)", s, (double)FLT_MAX);
                 rt_store_float(d->data[i], m->elem_size, at, x);
             }
         }

@@ -158,8 +158,12 @@ RtStatus rt_reader_open(RtReader *r, const char *path, RtError *err) {
         r->npeek = (int)k;
         r->sized = regular;
         r->file_bytes = regular ? (uint64_t)sb.st_size : 0;
+        r->max_bytes = regular ? r->file_bytes : UINT64_MAX;
         return RT_OK;
     }
+    r->max_bytes = regular && (uint64_t)sb.st_size < UINT64_MAX / 2048
+                       ? 1032 * (uint64_t)sb.st_size + (1u << 20)
+                       : UINT64_MAX;
     struct RtGunzip *gz = calloc(1, sizeof *gz);
     if (!gz) {
         rt_reader_close(r);

@@ -111,6 +111,8 @@ static RtStatus open_idx(Idx *x, const char *path, int ndims, const char *what, 
         return RT_FAIL;
     const char *gz = gz_note(x);
     uint32_t want = (uint32_t)IDX_UBYTE << 8 | (uint32_t)ndims;
+    if (got == 0)
+        return rt_fail(err, "%s: the file is empty%s", path, gz);
     if (got < 4)
         return rt_fail(err, "%s: the file is too short (%zu bytes%s) to be an IDX file", path,
                        got, gz);
@@ -152,6 +154,15 @@ static RtStatus open_idx(Idx *x, const char *path, int ndims, const char *what, 
         x->checked = true;
         return check_length(x, x->rd.file_bytes - x->data_at, err);
     }
+    if (count > x->rd.max_bytes - x->data_at) {
+        /* Gzipped data that cannot be that long: its length now, before
+         * anything of the promised size is allocated. */
+        x->checked = true;
+        uint64_t rest;
+        if (rt_reader_rest(&x->rd, &rest, err) != RT_OK)
+            return RT_FAIL;
+        return check_length(x, x->rd.at - x->data_at, err);
+    }
     return RT_OK;
 }
 
@@ -192,6 +203,11 @@ RtStatus rt_load_idx(RtDataset *d, const RtModel *m, const char *images, const c
     char have[512];
     if (!isfinite(scale))
         return rt_fail(err, "%s: the pixel scale %g is not a finite number", images, scale);
+    double top = 255 * fabs(scale);
+    if (!isfinite(top) || (m->elem_size == 4 && !isfinite((float)top)))
+        return rt_fail(err, "%s: the pixel scale %g makes pixel 255 %g, too large for float%d, "
+                            "the model's float type",
+                       images, scale, 255 * scale, 8 * m->elem_size);
     if (labels && m->ninputs != 2)
         return rt_fail(err, "%s: IDX data feeds two inputs, the images (float) and the labels "
                             "(int), but model '%s' has %d: %s",
@@ -205,7 +221,9 @@ RtStatus rt_load_idx(RtDataset *d, const RtModel *m, const char *images, const c
     if (st == RT_OK && labels && (st = open_idx(lb, labels, 1, "labels", err)) != RT_OK)
         st = settle(xs, 1, err);
     int xi = -1, yi = -1;
-    int64_t n = im->dims[0], per = im->dims[1] * im->dims[2];
+    /* Each dimension is below 2^32: their product fits uint64_t, not int64_t. */
+    uint64_t per_u = (uint64_t)im->dims[1] * (uint64_t)im->dims[2];
+    int64_t n = im->dims[0], per = per_u > INT64_MAX ? INT64_MAX : (int64_t)per_u;
     if (st == RT_OK) {
         xi = find_input(m, RT_FLOAT, per);
         if (xi < 0)

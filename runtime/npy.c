@@ -229,6 +229,9 @@ static RtStatus open_npy(Npy *x, const char *path, RtError *err) {
     size_t got;
     if (rt_reader_read(&x->rd, b, 10, &got, err) != RT_OK)
         return RT_FAIL;
+    if (got == 0)
+        return rt_fail(err, "%s: the file is empty%s", path,
+                       x->rd.gzipped ? " (after gzip decompression)" : "");
     if (got < 10 || memcmp(b, "\x93NUMPY", 6) != 0)
         return rt_fail(err, "%s: not a .npy file (bad magic: expected \\x93NUMPY)", path);
     int major = b[6];
@@ -351,6 +354,14 @@ static RtStatus open_npy(Npy *x, const char *path, RtError *err) {
     if (x->rd.sized) {
         x->checked = true;
         if (check_length(x, x->rd.file_bytes - x->data_at, err) != RT_OK)
+            return RT_FAIL;
+    } else if (x->need > (x->rd.max_bytes > x->data_at ? x->rd.max_bytes - x->data_at : 0)) {
+        /* Gzipped data that cannot be that long: its length now, before
+         * anything of the promised size is allocated. */
+        x->checked = true;
+        uint64_t rest;
+        if (rt_reader_rest(&x->rd, &rest, err) != RT_OK ||
+            check_length(x, x->rd.at - x->data_at, err) != RT_OK)
             return RT_FAIL;
     }
     if (x->rows == 0)
@@ -615,10 +626,14 @@ static int64_t convert_piece(const Npy *x, const RtTensor *t, int elem_size,
             const double *s = (const void *)p;
             if ((bad = first_nonfinite_f64(s, n)) < n)
                 return bad;
-            if (elem_size == 4)
+            if (elem_size == 4) {
+                /* A finite double beyond float32's range becomes an infinity. */
                 f64_to_f32(dst, s, n);
-            else if (dst != p)
+                if ((bad = first_nonfinite_f32(dst, n)) < n)
+                    return bad;
+            } else if (dst != p) {
                 memcpy(dst, s, (size_t)n * 8);
+            }
         }
         return n;
     }
@@ -666,7 +681,7 @@ static int64_t convert_piece(const Npy *x, const RtTensor *t, int elem_size,
                 return k;
             ((int32_t *)dst)[k] = (int32_t)v;
         } else {
-            if (!isfinite(f))
+            if (!isfinite(f) || (elem_size == 4 && !isfinite((float)f)))
                 return k;
             rt_store_float(dst, elem_size, k, f);
         }
@@ -720,6 +735,9 @@ static RtStatus convert(const RtModel *m, Npy *x, const RtTensor *t, void *data,
                      x->data_at + (size_t)k * size);
             if (t->dtype == RT_INT)
                 return rt_check_int(t, v, x->path, where, err);
+            if (isfinite(f))
+                return rt_fail(err, "%s: %s: %.9g is too large for float32 (at most %.9g)",
+                               x->path, where, f, (double)FLT_MAX);
             return rt_fail(err, "%s: %s: %s; float data must be finite", x->path, where,
                            isnan(f) ? "nan" : f > 0 ? "inf" : "-inf");
         }

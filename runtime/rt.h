@@ -498,9 +498,10 @@ RtStatus rt_generate(RtSession *s, const RtVocab *v, int64_t context, const char
 /* ---- weight files: safetensors ---------------------------------------------
  * Every parameter under its name, then every optimizer state under its name
  * ("opt.m.h.W"), F32 or F64 by the model's elem type; the __metadata__
- * object holds "format": "gradc", "model": the model's name, and any extra
- * string pairs the caller adds (the vocabulary of text data, its context
- * length). Written atomically: a temporary file beside the target
+ * object holds first "header_crc32" and "data_crc32" (CRC-32s of the header
+ * and of the data section, runtime/safetensors.c), then "format": "gradc",
+ * "model": the model's name, and any extra string pairs the caller adds (the
+ * vocabulary of text data, its context length). Written atomically: a temporary file beside the target
  * ("<path>.tmp.<pid>"), fsync, rename, fsync of the directory; a process
  * killed mid-save leaves the old file at path and its temporary file, which
  * the next save to path removes (the temporary files of processes that no
@@ -513,7 +514,11 @@ RtStatus rt_save_weights_meta(const RtSession *s, const char *path, int nmeta,
                               const char *const *keys, const char *const *values, RtError *err);
 /* Is s (NUL-terminated) valid UTF-8, as metadata must be? */
 bool rt_utf8_valid(const char *s);
-/* Every parameter must be present with its shape; dtype F32 or F64 converts.
+/* A file with checksums (every file gradc writes) must match them: a
+ * flipped bit or a cut fails as "F: corrupt checkpoint: ..." (checksum
+ * mismatch with both values, or truncated with both sizes); a file without
+ * them (another tool's) is read unchecked.
+ * Every parameter must be present with its shape; dtype F32 or F64 converts.
  * The header must describe a whole file: every tensor's data_offsets fit its
  * dtype and shape, and the tensors (the model's and any others) tile the
  * data section from its first byte to the end of the file, as the format
@@ -540,7 +545,8 @@ RtStatus rt_save_checkpoint(const RtSession *s, const char *path, int nmeta,
 RtStatus rt_load_checkpoint(RtSession *s, const char *path, RtError *err);
 /* The metadata value under key in the weight file at path: on RT_OK
  * *value_out is a malloc'd copy (free it), or NULL when the file has no such
- * key. RT_FAIL when the file cannot be read or its header is corrupt. */
+ * key. RT_FAIL when the file cannot be read or its header is corrupt (the
+ * header's checksum is checked; the data is not read). */
 RtStatus rt_read_weights_meta(const char *path, const char *key, char **value_out, RtError *err);
 
 /* ---- a model as a C library (embed.c) ----------------------------------------

@@ -93,6 +93,12 @@ typedef struct RtReader {
      * of it is read. Gzipped data (and a pipe) is as long as its stream. */
     bool sized;
     uint64_t file_bytes;
+    /* At least the data's length, known before any of it is read: file_bytes
+     * when sized; for a gzipped regular file what its compressed bytes can
+     * hold at deflate's largest ratio, 1032:1 (plus 1 MiB for the smallest
+     * streams), so that a header promising more is a truncated file, found
+     * before a buffer of the promised size is allocated; else UINT64_MAX. */
+    uint64_t max_bytes;
     uint64_t at;            /* bytes of data read so far */
     bool failed;            /* a read failed: its error is the file's, nothing follows */
     unsigned char peek[2];  /* plain: the magic bytes read by rt_reader_open */

@@ -2,13 +2,28 @@
  * (https://github.com/huggingface/safetensors#format).
  *
  * Layout: an 8-byte little-endian header length N, N bytes of JSON
- *   {"__metadata__":{"format":"gradc","model":"<name>", extra pairs...},
+ *   {"__metadata__":{"header_crc32":"<8 hex>","data_crc32":"<8 hex>",
+ *                    "format":"gradc","model":"<name>", extra pairs...},
  *    "<param>":{"dtype":"F32","shape":[784,256],"data_offsets":[begin,end]},...
  *    "<state>":{...},...}
  * padded with spaces so that the data starts 8-byte aligned, then the
  * tensors' little-endian bytes: the parameters in model order, then the
  * optimizer states in model order, offsets relative to the data. A
  * checkpoint adds "step", "epoch", "epoch_rows" and "rng" to the metadata.
+ *
+ * The two checksums are CRC-32s (zlib's crc32, the polynomial of gzip and
+ * PNG), always first in the header so that a reader finds them by position:
+ * data_crc32 of the data section (every byte after the header),
+ * header_crc32 of the first 8 + N bytes with its own 8 digits read as '0's
+ * (so it covers the length, every metadata pair, data_crc32 and the
+ * padding). The data's is computed as the data is written; the header's
+ * digits are then written over the placeholders. A file whose header starts
+ * that way is checked before anything in it is believed (a mismatch is
+ * "corrupt checkpoint"); a file without them (from another tool, or from
+ * gradc before checksums) is read unchecked, unless its header is within
+ * 8 flipped bits of that beginning or still has a checksum's key: then the
+ * checksums are damaged, and the file is corrupt (a bit flipped in their
+ * keys must not make a file unchecked).
  *
  * Owns writing a session's parameters and optimizer states atomically
  * (temporary file "<path>.tmp.<pid>", fsync, rename, fsync of the
@@ -31,9 +46,71 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 /* The Python reference rejects headers above 100 MB; so do we. */
 #define MAX_HEADER ((uint64_t)100 * 1000 * 1000)
+
+/* How every header gradc writes begins: the checksums' keys and values at
+ * fixed offsets (the values here are the placeholders). */
+#define CRC_HEAD "{\"__metadata__\":{\"header_crc32\":\""
+#define CRC_MID "\",\"data_crc32\":\""
+#define CRC_TAIL "\","
+enum {
+    CRC_HEADER_AT = sizeof CRC_HEAD - 1,                     /* header_crc32's digits */
+    CRC_DATA_AT = CRC_HEADER_AT + 8 + sizeof CRC_MID - 1,    /* data_crc32's digits */
+    CRC_PREFIX_LEN = CRC_DATA_AT + 8 + sizeof CRC_TAIL - 1,  /* up to the next key */
+};
+#define CRC_PREFIX CRC_HEAD "00000000" CRC_MID "00000000" CRC_TAIL
+
+/* Bytes of the file read or written at a time while checksumming. */
+enum { CRC_PIECE = 1 << 20 };
+
+static void put_hex8(char *at, uint32_t v) {
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 7; i >= 0; i--, v >>= 4)
+        at[i] = hex[v & 15];
+}
+
+/* 8 lowercase hex digits at `at`, the only spelling gradc writes. */
+static bool get_hex8(const char *at, uint32_t *v) {
+    uint32_t x = 0;
+    for (int i = 0; i < 8; i++) {
+        char c = at[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return false;
+        x = x << 4 | (uint32_t)d;
+    }
+    *v = x;
+    return true;
+}
+
+static uint32_t crc_bytes(uint32_t crc, const void *p, size_t n) {
+    return (uint32_t)crc32_z(crc, p, n);
+}
+
+/* header_crc32 of a header of n bytes (n >= CRC_PREFIX_LEN) after the
+ * length bytes len8: its own digits read as '0's. */
+static uint32_t header_crc(const unsigned char len8[8], const char *text, size_t n) {
+    uint32_t crc = crc_bytes(0, len8, 8);
+    crc = crc_bytes(crc, text, CRC_HEADER_AT);
+    crc = crc_bytes(crc, "00000000", 8);
+    return crc_bytes(crc, text + CRC_HEADER_AT + 8, n - CRC_HEADER_AT - 8);
+}
+
+/* Does the header text[0, n) begin as gradc writes it, checksums first?
+ * Then *hcrc and *dcrc are their values. */
+static bool has_checksums(const char *text, size_t n, uint32_t *hcrc, uint32_t *dcrc) {
+    static const char prefix[] = CRC_PREFIX;
+    if (n < CRC_PREFIX_LEN)
+        return false;
+    for (size_t i = 0; i < CRC_PREFIX_LEN; i++)
+        if (!(i >= CRC_HEADER_AT && i < CRC_HEADER_AT + 8) &&
+            !(i >= CRC_DATA_AT && i < CRC_DATA_AT + 8) && text[i] != prefix[i])
+            return false;
+    return get_hex8(text + CRC_HEADER_AT, hcrc) && get_hex8(text + CRC_DATA_AT, dcrc);
+}
 
 static bool host_is_little_endian(void) {
     const uint16_t one = 1;
@@ -150,7 +227,8 @@ static RtStatus check_meta(int nmeta, const char *const *keys, const char *const
     for (int k = 0; k < nmeta; k++) {
         if (!keys[k] || !values[k])
             return rt_fail(err, "%s: metadata pair %d has no key or no value", path, k);
-        if (!strcmp(keys[k], "format") || !strcmp(keys[k], "model"))
+        if (!strcmp(keys[k], "format") || !strcmp(keys[k], "model") ||
+            !strcmp(keys[k], "header_crc32") || !strcmp(keys[k], "data_crc32"))
             return rt_fail(err, "%s: metadata key '%s' is reserved", path, keys[k]);
         for (int j = 0; j < k; j++)
             if (!strcmp(keys[j], keys[k]))
@@ -171,7 +249,7 @@ static RtStatus build_header(const RtModel *m, int nmeta, const char *const *key
     size_t offset = 0;
     if (check_meta(nmeta, keys, values, path, err) != RT_OK)
         return RT_FAIL;
-    text_puts(t, "{\"__metadata__\":{\"format\":\"gradc\",\"model\":");
+    text_puts(t, CRC_PREFIX "\"format\":\"gradc\",\"model\":");
     text_json_string(t, m->name);
     for (int k = 0; k < nmeta; k++) {
         text_puts(t, ",");
@@ -232,18 +310,49 @@ static bool write_all(int fd, const void *data, size_t n) {
     return true;
 }
 
-/* n elements of size bytes from src, as little-endian bytes. */
-static bool write_le(int fd, const void *src, size_t n, size_t size) {
-    if (host_is_little_endian())
-        return write_all(fd, src, n * size);
+/* n elements of size bytes from src, as little-endian bytes, adding them to
+ * *crc as they go out (a piece at a time, while it is in cache). */
+static bool write_le(int fd, const void *src, size_t n, size_t size, uint32_t *crc) {
+    if (host_is_little_endian()) {
+        const unsigned char *p = src;
+        for (size_t left = n * size; left > 0;) {
+            size_t k = left < CRC_PIECE ? left : CRC_PIECE;
+            *crc = crc_bytes(*crc, p, k);
+            if (!write_all(fd, p, k))
+                return false;
+            p += k;
+            left -= k;
+        }
+        return true;
+    }
     unsigned char chunk[4096];
     size_t per = sizeof chunk / size;
     for (size_t i = 0; i < n; i += per) {
         size_t k = n - i < per ? n - i : per;
         memcpy(chunk, (const unsigned char *)src + i * size, k * size);
         swap_bytes(chunk, k, size);
+        *crc = crc_bytes(*crc, chunk, k * size);
         if (!write_all(fd, chunk, k * size))
             return false;
+    }
+    return true;
+}
+
+/* n bytes of data at offset off of fd. */
+static bool pwrite_all(int fd, const void *data, size_t n, off_t off) {
+    const char *p = data;
+    while (n > 0) {
+        ssize_t w = pwrite(fd, p, n, off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
+            return false;
+        }
+        p += w;
+        n -= (size_t)w;
+        off += w;
     }
     return true;
 }
@@ -342,10 +451,18 @@ RtStatus rt_save_weights_meta(const RtSession *s, const char *path, int nmeta,
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)((uint64_t)header.len >> (8 * i));
     bool ok = write_all(fd, len8, 8) && write_all(fd, header.data, header.len);
+    uint32_t data_crc = 0;
     for (int i = 0; ok && i < m->nparams + m->nstates; i++) {
         const RtTensor *p = persistent(m, i);
-        ok = write_le(fd, rt_ptr(s, p), (size_t)rt_numel(p, 1), (size_t)m->elem_size);
+        ok = write_le(fd, rt_ptr(s, p), (size_t)rt_numel(p, 1), (size_t)m->elem_size,
+                      &data_crc);
     }
+    /* The checksums over their placeholders: the data's, then the header's,
+     * which covers the data's digits. */
+    put_hex8(header.data + CRC_DATA_AT, data_crc);
+    put_hex8(header.data + CRC_HEADER_AT, header_crc(len8, header.data, header.len));
+    ok = ok && pwrite_all(fd, header.data + CRC_HEADER_AT, CRC_DATA_AT + 8 - CRC_HEADER_AT,
+                          8 + CRC_HEADER_AT);
     ok = ok && fsync(fd) == 0;
     int e = errno;
     if (close(fd) != 0 && ok) {
@@ -580,13 +697,74 @@ static RtStatus check_layout(const RtJson *root, uint64_t data_bytes, const char
     return st;
 }
 
-/* Read the header at the start of fd: length, bounds, JSON. */
-static RtStatus read_header(int fd, uint64_t file_size, const char *path, RtJson **root,
-                            uint64_t *data_start, RtError *err) {
+/* Is text[0, n) (has_checksums failed) a gradc header whose checksums are
+ * damaged? It begins within 8 flipped bits of gradc's prefix (the digits
+ * aside: a damaged digit fails has_checksums or the comparison), or its
+ * metadata still has one of the checksums' keys. A file without them from
+ * another tool or an older gradc is neither (its first 67 bytes differ
+ * from the prefix in far more bits). */
+static bool lost_checksums(const char *text, size_t n, const RtJson *root) {
+    static const char prefix[] = CRC_PREFIX;
+    int bits = 0;
+    for (size_t i = 0; i < CRC_PREFIX_LEN; i++) {
+        if ((i >= CRC_HEADER_AT && i < CRC_HEADER_AT + 8) ||
+            (i >= CRC_DATA_AT && i < CRC_DATA_AT + 8))
+            continue;
+        unsigned diff = i < n ? (unsigned char)(text[i] ^ prefix[i]) : 0xff;
+        for (; diff; diff &= diff - 1)
+            bits++;
+    }
+    if (bits <= 8)
+        return true;
+    const RtJson *meta = root && root->kind == RT_JSON_OBJECT ? rt_json_get(root, "__metadata__")
+                                                              : NULL;
+    return meta && meta->kind == RT_JSON_OBJECT &&
+           (rt_json_get(meta, "header_crc32") || rt_json_get(meta, "data_crc32"));
+}
+
+/* The bytes the header says the file has: the data section ends where its
+ * last tensor does (tensors with offsets that are not counts are left to
+ * check_layout); *last names that tensor. */
+static uint64_t expected_size(const RtJson *root, uint64_t data_start, const char **last) {
+    uint64_t end_max = 0;
+    *last = NULL;
+    for (int i = 0; i < root->n; i++) {
+        const RtJson *e = &root->items[i];
+        const RtJson *offs = e->kind == RT_JSON_OBJECT ? rt_json_get(e, "data_offsets") : NULL;
+        uint64_t begin, end;
+        if (strcmp(root->keys[i], "__metadata__") == 0 || !offs || offs->kind != RT_JSON_ARRAY ||
+            offs->n != 2 || !json_count(&offs->items[0], &begin) ||
+            !json_count(&offs->items[1], &end) || end < begin || end <= end_max)
+            continue;
+        end_max = end;
+        *last = root->keys[i];
+    }
+    return data_start + end_max;
+}
+
+/* A header read and believed: the JSON, where the data starts, and whether
+ * the file carries checksums (then data_crc is the data section's). */
+typedef struct Header {
+    RtJson *root;
+    uint64_t data_start;
+    bool checked;
+    uint32_t data_crc;
+} Header;
+
+/* Read the header at the start of fd: the length, header_crc32 when the
+ * file has checksums (before anything in it is parsed), the JSON, and the
+ * file's length against the tensors' offsets. Truncation and checksum
+ * failures are "corrupt checkpoint". */
+static RtStatus read_header(int fd, uint64_t file_size, const char *path, Header *h,
+                            RtError *err) {
+    memset(h, 0, sizeof *h);
     unsigned char len8[8];
+    if (file_size == 0)
+        return rt_fail(err, "%s: corrupt checkpoint: truncated: the file is empty", path);
     if (file_size < 8 || !read_at(fd, len8, 8, 0))
-        return rt_fail(err, "%s: file is too short (%llu bytes) to be a safetensors file", path,
-                       (unsigned long long)file_size);
+        return rt_fail(err, "%s: corrupt checkpoint: truncated: expected at least 8 bytes (the "
+                            "header length), found %llu",
+                       path, (unsigned long long)file_size);
     uint64_t n = 0;
     for (int i = 0; i < 8; i++)
         n |= (uint64_t)len8[i] << (8 * i);
@@ -594,9 +772,10 @@ static RtStatus read_header(int fd, uint64_t file_size, const char *path, RtJson
         return rt_fail(err, "%s: corrupt header: header length %llu is implausible", path,
                        (unsigned long long)n);
     if (n > file_size - 8)
-        return rt_fail(err, "%s: header length %llu exceeds the %llu bytes after it; the file is "
-                            "truncated",
-                       path, (unsigned long long)n, (unsigned long long)(file_size - 8));
+        return rt_fail(err, "%s: corrupt checkpoint: truncated: expected at least %llu bytes (a "
+                            "%llu-byte header after the 8-byte length), found %llu",
+                       path, (unsigned long long)(8 + n), (unsigned long long)n,
+                       (unsigned long long)file_size);
     char *text = malloc(n ? n : 1);
     if (!text)
         return rt_fail(err, "%s: out of memory reading the header", path);
@@ -605,17 +784,84 @@ static RtStatus read_header(int fd, uint64_t file_size, const char *path, RtJson
         free(text);
         return rt_fail(err, "cannot read '%s': %s", path, e ? strerror(e) : "unexpected end");
     }
+    uint32_t hcrc;
+    h->checked = has_checksums(text, n, &hcrc, &h->data_crc);
+    if (h->checked) {
+        uint32_t got = header_crc(len8, text, n);
+        if (got != hcrc) {
+            free(text);
+            return rt_fail(err, "%s: corrupt checkpoint: header checksum mismatch: header_crc32 "
+                                "says %08x, the header's bytes give %08x",
+                           path, hcrc, got);
+        }
+    }
     char why[300];
-    *root = rt_json_parse(text, n, why, sizeof why);
+    h->root = rt_json_parse(text, n, why, sizeof why);
+    bool lost = !h->checked && lost_checksums(text, n, h->root);
     free(text);
-    if (!*root)
+    if (lost) {
+        rt_json_free(h->root);
+        h->root = NULL;
+        return rt_fail(err, "%s: corrupt checkpoint: the checksums at the start of the header "
+                            "(header_crc32, data_crc32) are damaged",
+                       path);
+    }
+    if (!h->root)
         return rt_fail(err, "%s: corrupt header: %s", path, why);
-    if ((*root)->kind != RT_JSON_OBJECT) {
-        rt_json_free(*root);
-        *root = NULL;
+    if (h->root->kind != RT_JSON_OBJECT) {
+        rt_json_free(h->root);
+        h->root = NULL;
         return rt_fail(err, "%s: corrupt header: expected a JSON object", path);
     }
-    *data_start = 8 + n;
+    h->data_start = 8 + n;
+    const char *last;
+    uint64_t want = expected_size(h->root, h->data_start, &last);
+    if (want > file_size) {
+        rt_fail(err, "%s: corrupt checkpoint: truncated: expected %llu bytes, found %llu (tensor "
+                     "'%s' ends at byte %llu of a %llu-byte data section)",
+                path, (unsigned long long)want, (unsigned long long)file_size, last,
+                (unsigned long long)(want - h->data_start),
+                (unsigned long long)(file_size - h->data_start));
+        rt_json_free(h->root);
+        h->root = NULL;
+        return RT_FAIL;
+    }
+    return RT_OK;
+}
+
+/* The data section's CRC as far as it has been read in order: the CRC of
+ * its bytes [0, at). Reading the tensors extends it while they come in file
+ * order (in gradc's own files they all do), so that the data is read once. */
+typedef struct DataCrc {
+    uint32_t crc;
+    uint64_t at;
+} DataCrc;
+
+/* data_crc32 of a file with checksums: dc, extended over the rest of the
+ * data section [dc->at, end) read in pieces, must match the header's. */
+static RtStatus check_data_crc(int fd, const Header *h, const DataCrc *dc, uint64_t file_size,
+                               const char *path, RtError *err) {
+    uint32_t crc = dc->crc;
+    uint64_t from = h->data_start + dc->at;
+    unsigned char *buf = from < file_size ? malloc(CRC_PIECE) : NULL;
+    if (from < file_size && !buf)
+        return rt_fail(err, "%s: out of memory", path);
+    for (uint64_t at = from; at < file_size;) {
+        size_t k = file_size - at < CRC_PIECE ? (size_t)(file_size - at) : CRC_PIECE;
+        if (!read_at(fd, buf, k, at)) {
+            int e = errno;
+            free(buf);
+            return rt_fail(err, "cannot read '%s': %s", path,
+                           e ? strerror(e) : "the file is truncated");
+        }
+        crc = crc_bytes(crc, buf, k);
+        at += k;
+    }
+    free(buf);
+    if (crc != h->data_crc)
+        return rt_fail(err, "%s: corrupt checkpoint: data checksum mismatch: data_crc32 says "
+                            "%08x, the %llu bytes of data give %08x",
+                       path, h->data_crc, (unsigned long long)(file_size - h->data_start), crc);
     return RT_OK;
 }
 
@@ -623,7 +869,7 @@ static RtStatus read_header(int fd, uint64_t file_size, const char *path, RtJson
  * elem type, into a staging buffer laid out like them in that order. */
 static RtStatus read_tensors(const RtModel *m, int from, int to, int fd, const RtJson *root,
                              uint64_t data_start, uint64_t file_size, const char *path,
-                             unsigned char *stage, RtError *err) {
+                             unsigned char *stage, DataCrc *dc, RtError *err) {
     size_t at = 0;
     for (int i = from; i < to; i++) {
         const RtTensor *p = persistent(m, i);
@@ -641,6 +887,10 @@ static RtStatus read_tensors(const RtModel *m, int from, int to, int fd, const R
                 free(raw);
             return rt_fail(err, "cannot read '%s': %s", path,
                            errnum ? strerror(errnum) : "the file is truncated");
+        }
+        if (e.begin == dc->at) {
+            dc->crc = crc_bytes(dc->crc, raw, n * e.file_elem);
+            dc->at += n * e.file_elem;
         }
         if (!host_is_little_endian())
             swap_bytes(raw, n, e.file_elem);
@@ -788,12 +1038,13 @@ static RtStatus load_file(RtSession *s, const char *path, bool checkpoint, RtErr
         return rt_fail(err, "cannot read '%s': %s", path, strerror(e));
     }
     uint64_t file_size = (uint64_t)st.st_size;
-    RtJson *root = NULL;
-    uint64_t data_start = 0;
-    if (read_header(fd, file_size, path, &root, &data_start, err) != RT_OK) {
+    Header h;
+    if (read_header(fd, file_size, path, &h, err) != RT_OK) {
         close(fd);
         return RT_FAIL;
     }
+    RtJson *root = h.root;
+    uint64_t data_start = h.data_start;
     /* Staged in file order: the parameters, then the states. */
     size_t param_bytes = 0, total = 0;
     for (int i = 0; i < m->nparams + m->nstates; i++) {
@@ -803,18 +1054,21 @@ static RtStatus load_file(RtSession *s, const char *path, bool checkpoint, RtErr
     }
     int nstates = 0;
     Counters c = {0};
+    DataCrc dc = {0, 0};
     unsigned char *stage = malloc(total ? total : 1);
     RtStatus st_read = stage ? RT_OK : rt_fail(err, "%s: out of memory", path);
     if (st_read == RT_OK)
         st_read = read_tensors(m, 0, m->nparams, fd, root, data_start, file_size, path, stage,
-                               err);
+                               &dc, err);
     if (st_read == RT_OK)
         st_read = states_to_read(m, root, checkpoint, path, &nstates, err);
     if (st_read == RT_OK)
         st_read = read_tensors(m, m->nparams, m->nparams + nstates, fd, root, data_start,
-                               file_size, path, stage + param_bytes, err);
+                               file_size, path, stage + param_bytes, &dc, err);
     if (st_read == RT_OK && checkpoint)
         st_read = read_counters(root, path, &c, err);
+    if (st_read == RT_OK && h.checked)
+        st_read = check_data_crc(fd, &h, &dc, file_size, path, err);
     if (st_read == RT_OK)
         st_read = check_layout(root, file_size - data_start, path, err);
     int ntensors = m->nparams + nstates;
@@ -902,12 +1156,12 @@ RtStatus rt_read_weights_meta(const char *path, const char *key, char **value_ou
         close(fd);
         return rt_fail(err, "cannot read '%s': %s", path, strerror(e));
     }
-    RtJson *root = NULL;
-    uint64_t data_start = 0;
-    RtStatus rs = read_header(fd, (uint64_t)st.st_size, path, &root, &data_start, err);
+    Header h;
+    RtStatus rs = read_header(fd, (uint64_t)st.st_size, path, &h, err);
     close(fd);
     if (rs != RT_OK)
         return RT_FAIL;
+    RtJson *root = h.root;
     const RtJson *meta = rt_json_get(root, "__metadata__");
     const RtJson *v = meta ? rt_json_get(meta, key) : NULL;
     if (meta && meta->kind != RT_JSON_OBJECT)

@@ -163,11 +163,15 @@ RtStatus rt_load_text(RtDataset *d, const RtModel *m, const char *path, int64_t 
                        rt_inputs_str(m, have, sizeof have));
     unsigned char *text;
     size_t len;
-    if (rt_read_data_file(path, &text, &len, NULL, err) != RT_OK)
+    bool gzipped;
+    if (rt_read_data_file(path, &text, &len, &gzipped, err) != RT_OK)
         return RT_FAIL;
     const unsigned char *nul = memchr(text, 0, len);
     RtStatus st = RT_OK;
-    if (nul)
+    if (len == 0)
+        st = rt_fail(err, "%s: the file is empty%s", path,
+                     gzipped ? " (after gzip decompression)" : "");
+    else if (nul)
         st = rt_fail(err, "%s: byte offset %zu: a NUL byte; text data must be text", path,
                      (size_t)(nul - text));
     else if (len < (size_t)context + 1)

@@ -3,8 +3,10 @@
  * loading of damaged files, atomic saving, string metadata (a text model's
  * vocabulary) written beside the weights and read back, optimizer states
  * after the parameters, and checkpoints (states plus step, epoch and RNG);
- * the whole header checked (tensors tile the data section; any byte
- * flipped fails cleanly), and the temporary files of killed saves cleared. */
+ * the whole header checked (tensors tile the data section), the checksums
+ * (every bit flipped and every truncation refused as corrupt; files of
+ * other tools without them still load), and the temporary files of killed
+ * saves cleared. */
 #include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
@@ -19,6 +21,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <zlib.h>
 
 #include "runtime/rt_internal.h"
 
@@ -117,8 +120,39 @@ static void expect_load_error(const RtModel *m, const char *path, const char *wa
     rt_session_free(&s);
 }
 
+/* The checksums as the format defines them, from a file's bytes f[0, len):
+ * CRC-32 (zlib) of the data section, and of the length and header with
+ * header_crc32's 8 digits (header bytes 33 to 40) read as '0's. */
+enum { HCRC_AT = 33, DCRC_AT = 57 };
+
+static void file_crcs(const unsigned char *f, size_t len, uint32_t *hcrc, uint32_t *dcrc) {
+    uint64_t n = 0;
+    for (int i = 0; i < 8; i++)
+        n |= (uint64_t)f[i] << (8 * i);
+    unsigned char *copy = malloc(len);
+    memcpy(copy, f, len);
+    memset(copy + 8 + HCRC_AT, '0', 8);
+    *hcrc = (uint32_t)crc32(0, copy, (uInt)(8 + n));
+    *dcrc = (uint32_t)crc32(0, f + 8 + n, (uInt)(len - 8 - n));
+    free(copy);
+}
+
+/* Write the right checksums into f[0, len) (after an edit of the header). */
+static void reseal(unsigned char *f, size_t len) {
+    uint32_t h, d;
+    char digits[9];
+    file_crcs(f, len, &h, &d);
+    snprintf(digits, sizeof digits, "%08x", d);
+    memcpy(f + 8 + DCRC_AT, digits, 8);
+    file_crcs(f, len, &h, &d);
+    snprintf(digits, sizeof digits, "%08x", h);
+    memcpy(f + 8 + HCRC_AT, digits, 8);
+}
+
+/* The header of the st model's weights; '?' marks the checksums' digits. */
 static const char golden_header[] =
-    "{\"__metadata__\":{\"format\":\"gradc\",\"model\":\"st\"},"
+    "{\"__metadata__\":{\"header_crc32\":\"????????\",\"data_crc32\":\"????????\","
+    "\"format\":\"gradc\",\"model\":\"st\"},"
     "\"h.W\":{\"dtype\":\"F32\",\"shape\":[3,2],\"data_offsets\":[0,24]},"
     "\"h.b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[24,32]},"
     "\"odd \\\"name\\\"\\\\\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[32,36]},"
@@ -143,7 +177,18 @@ static void test_weights_file_has_safetensors_layout(void **state) {
     assert_int_equal(len, 8 + n + 40);
     size_t golden = strlen(golden_header);
     assert_true(n >= golden && n < golden + 8);
-    assert_memory_equal(f + 8, golden_header, golden);
+    for (size_t i = 0; i < golden; i++)
+        if (golden_header[i] != '?' && f[8 + i] != (unsigned char)golden_header[i])
+            fail_msg("header byte %zu is '%c', expected '%c'", i, f[8 + i], golden_header[i]);
+    assert_int_equal(golden_header[HCRC_AT], '?');
+    assert_int_equal(golden_header[DCRC_AT], '?');
+    uint32_t hcrc, dcrc;
+    char digits[9];
+    file_crcs(f, len, &hcrc, &dcrc);
+    snprintf(digits, sizeof digits, "%08x", hcrc);
+    assert_memory_equal(f + 8 + HCRC_AT, digits, 8);
+    snprintf(digits, sizeof digits, "%08x", dcrc);
+    assert_memory_equal(f + 8 + DCRC_AT, digits, 8);
     for (size_t i = 8 + golden; i < 8 + n; i++)
         assert_int_equal(f[i], ' ');
     char why[200] = "";
@@ -253,12 +298,23 @@ static void test_weights_truncated_file_is_an_error_and_arena_unchanged(void **s
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(truncate(path, st.st_size - 1), 0); /* last byte of 's' gone */
-    expect_load_error(&m, path, "tensor 's' ends at byte 40 of a 39-byte data section; the file "
-                                "is truncated");
+    char want[200];
+    snprintf(want, sizeof want, "trunc.safetensors: corrupt checkpoint: truncated: expected %lld "
+                                "bytes, found %lld (tensor 's' ends at byte 40 of a 39-byte data "
+                                "section)",
+             (long long)st.st_size, (long long)st.st_size - 1);
+    expect_load_error(&m, path, want);
     assert_int_equal(truncate(path, 100), 0); /* inside the header */
-    expect_load_error(&m, path, "exceeds the 92 bytes after it; the file is truncated");
+    snprintf(want, sizeof want, "corrupt checkpoint: truncated: expected at least %lld bytes (a "
+                                "%lld-byte header after the 8-byte length), found 100",
+             (long long)st.st_size - 40, (long long)st.st_size - 48);
+    expect_load_error(&m, path, want);
     assert_int_equal(truncate(path, 5), 0);
-    expect_load_error(&m, path, "file is too short (5 bytes) to be a safetensors file");
+    expect_load_error(&m, path, "corrupt checkpoint: truncated: expected at least 8 bytes (the "
+                                "header length), found 5");
+    assert_int_equal(truncate(path, 0), 0);
+    expect_load_error(&m, path, "trunc.safetensors: corrupt checkpoint: truncated: the file is "
+                                "empty");
 }
 
 static void test_weights_bad_json_is_a_corrupt_header(void **state) {
@@ -450,9 +506,9 @@ static void test_weights_metadata_round_trips_and_keeps_format_and_model(void **
         fail_msg("%s", err.msg);
     size_t len;
     unsigned char *f = slurp(path, &len);
-    const char *want = "{\"__metadata__\":{\"format\":\"gradc\",\"model\":\"st\","
+    const char *want = "\"format\":\"gradc\",\"model\":\"st\","
                        "\"vocab\":\"\\u000a !\\\"\\\\az\xc3\xa9\",\"context\":\"64\"},";
-    assert_memory_equal(f + 8, want, strlen(want));
+    assert_memory_equal(f + 8 + DCRC_AT + 10, want, strlen(want));
     free(f);
     char *v = NULL;
     assert_int_equal(rt_read_weights_meta(path, "vocab", &v, &err), RT_OK);
@@ -782,7 +838,8 @@ static void test_weights_tensors_must_tile_the_data_section(void **state) {
          "the data section has 48 bytes, but its tensors end at byte 40; the file has 8 bytes "
          "too many"},
         {exact, ",\"extra\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[40,56]}", 48,
-         "tensor 'extra' ends at byte 56 of a 48-byte data section; the file is truncated"},
+         "corrupt checkpoint: truncated: expected 361 bytes, found 353 (tensor 'extra' ends at "
+         "byte 56 of a 48-byte data section)"},
         {exact, ",\"extra\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[40,50]}", 50,
          "corrupt header: tensor 'extra' spans 10 bytes, but 2 I64 elements need 16"},
         {exact, ",\"extra\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[50,40]}", 50,
@@ -805,12 +862,41 @@ static void test_weights_tensors_must_tile_the_data_section(void **state) {
     }
 }
 
-/* Every byte of a checkpoint's header flipped in turn (and the length's 8
- * bytes): the load fails with a message naming the file, leaving the
- * session as it was, or succeeds (a flipped letter of a string that
- * nothing checks); it never crashes or reads out of bounds (run it under
- * GRADC_SANITIZE). A few flips with known outcomes name the tensor. */
-static void test_checkpoint_with_any_header_byte_flipped_fails_cleanly(void **state) {
+/* A new file (unlinked first: rewriting one in place makes ext4 flush it
+ * on close, 3 ms a time). */
+static void write_bytes(const char *path, const unsigned char *b, size_t n) {
+    unlink(path);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+/* rt_load_checkpoint of path must fail naming the file and saying
+ * "corrupt", and leave the session and its arena as they were; the error
+ * into *out. */
+static void expect_refused(const RtModel *m, const char *path, const char *what, size_t at,
+                           RtError *out) {
+    RtSession s = session_for(m, 7, true);
+    RtSession before = s;
+    unsigned char bytes[ALL_BYTES];
+    memcpy(bytes, s.arena, ALL_BYTES);
+    RtError e = {""};
+    if (rt_load_checkpoint(&s, path, &e) == RT_OK)
+        fail_msg("%s %zu: the damaged checkpoint loaded", what, at);
+    if (!strstr(e.msg, "flip.safetensors: corrupt"))
+        fail_msg("%s %zu: not reported as corrupt: %s", what, at, e.msg);
+    assert_memory_equal(s.arena, bytes, ALL_BYTES);
+    assert_memory_equal(&s, &before, sizeof s);
+    rt_session_free(&s);
+    *out = e;
+}
+
+/* The checksums: every single-bit flip anywhere in a checkpoint (length,
+ * header, padding, data) and every truncation is refused as corrupt, with
+ * the session untouched: never a silently wrong number. The structural
+ * checks still answer flips whose checksums were made to match. */
+static void test_checkpoint_with_any_bit_flipped_or_cut_is_refused(void **state) {
     (void)state;
     RtModel m = opt_model(4);
     RtSession a = session_for(&m, 1, true);
@@ -824,33 +910,31 @@ static void test_checkpoint_with_any_header_byte_flipped_fails_cleanly(void **st
     uint64_t n = 0;
     for (int i = 0; i < 8; i++)
         n |= (uint64_t)good[i] << (8 * i);
-    int failed = 0, loaded = 0;
-    for (size_t at = 0; at < 8 + n; at++) {
-        good[at] ^= 0x01;
-        FILE *f = fopen(path, "wb");
-        assert_non_null(f);
-        assert_int_equal(fwrite(good, 1, len, f), len);
-        fclose(f);
-        good[at] ^= 0x01;
-        RtSession s = session_for(&m, 7, true);
-        RtSession before = s;
-        unsigned char bytes[ALL_BYTES];
-        memcpy(bytes, s.arena, ALL_BYTES);
-        RtError e = {""};
-        if (rt_load_checkpoint(&s, path, &e) == RT_OK) {
-            loaded++;
-        } else {
-            failed++;
-            if (!strstr(e.msg, "flip.safetensors"))
-                fail_msg("byte %zu: the message does not name the file: %s", at, e.msg);
-            assert_memory_equal(s.arena, bytes, ALL_BYTES);
-            assert_memory_equal(&s, &before, sizeof s);
+    assert_int_equal(len, 8 + n + 68); /* 17 F32 values */
+    for (size_t at = 0; at < len; at++)
+        for (int bit = 0; bit < 8; bit++) {
+            good[at] ^= (unsigned char)(1u << bit);
+            write_bytes(path, good, len);
+            good[at] ^= (unsigned char)(1u << bit);
+            RtError e;
+            expect_refused(&m, path, "flipped byte", at, &e);
+            /* Past the checksums' own keys and digits, every flip of the
+             * header is a header checksum mismatch, of the data a data one. */
+            const char *want = at >= 8 + n               ? "data checksum mismatch: data_crc32 says"
+                               : at >= 8 + DCRC_AT + 10 ? "header checksum mismatch: header_crc32 "
+                                                          "says"
+                                                        : "corrupt";
+            if (!strstr(e.msg, want))
+                fail_msg("byte %zu bit %d: expected \"%s\" in: %s", at, bit, want, e.msg);
         }
-        rt_session_free(&s);
+    for (size_t cut = 0; cut < len; cut++) {
+        write_bytes(path, good, cut);
+        RtError e;
+        expect_refused(&m, path, "cut at", cut, &e);
+        assert_contains(e.msg, "corrupt checkpoint: truncated");
     }
-    assert_true(failed > (int)n / 2);
-    assert_true(loaded > 0);
-    /* Flips with known outcomes: F32 -> F33, a shape, an offset. */
+    /* Flips with known outcomes once the checksums match again: F32 -> F33,
+     * a shape, an offset, a state's name. */
     static const struct {
         const char *find, *to, *want;
     } named[] = {
@@ -861,6 +945,7 @@ static void test_checkpoint_with_any_header_byte_flipped_fails_cleanly(void **st
         {"[24,32]", "[24,33]", "corrupt header: tensor 'h.b' spans 9 bytes, but 2 F32 "
                                 "elements need 8"},
         {"\"opt.m.s\"", "\"opt.m.t\"", "optimizer state 'opt.m.s' [] is missing"},
+        {"\"step\":\"42\"", "\"step\":\"4x\"", "metadata \"step\" is \"4x\""},
     };
     for (size_t i = 0; i < sizeof named / sizeof *named; i++) {
         unsigned char *copy = malloc(len);
@@ -868,9 +953,8 @@ static void test_checkpoint_with_any_header_byte_flipped_fails_cleanly(void **st
         char *hit = memmem(copy + 8, n, named[i].find, strlen(named[i].find));
         assert_non_null(hit);
         memcpy(hit, named[i].to, strlen(named[i].to));
-        FILE *f = fopen(path, "wb");
-        fwrite(copy, 1, len, f);
-        fclose(f);
+        reseal(copy, len);
+        write_bytes(path, copy, len);
         free(copy);
         RtSession s = session_for(&m, 7, true);
         RtError e = {""};
@@ -878,8 +962,70 @@ static void test_checkpoint_with_any_header_byte_flipped_fails_cleanly(void **st
         assert_contains(e.msg, named[i].want);
         rt_session_free(&s);
     }
+    /* The checksums' keys renamed: not an unchecked file but a damaged one. */
+    unsigned char *copy = malloc(len);
+    memcpy(copy, good, len);
+    memcpy(copy + 8 + 18, "HEADER_CRC32", 12);
+    write_bytes(path, copy, len);
+    RtSession s = session_for(&m, 7, true);
+    assert_int_equal(rt_load_checkpoint(&s, path, &err), RT_FAIL);
+    assert_contains(err.msg, "corrupt checkpoint: the checksums at the start of the header "
+                             "(header_crc32, data_crc32) are damaged");
+    rt_session_free(&s);
+    free(copy);
+    /* The C library's loader (a program from gradc build --lib) is the
+     * same: a flipped data bit is RT_LIB_EIO, the session untouched. */
+    good[len - 1] ^= 0x10;
+    write_bytes(path, good, len);
+    good[len - 1] ^= 0x10;
+    s = session_for(&m, 7, true);
+    RtSession before = s;
+    assert_int_equal(rt_lib_load(&s, path, &err), RT_LIB_EIO);
+    assert_contains(err.msg, "flip.safetensors: corrupt checkpoint: data checksum mismatch");
+    assert_memory_equal(&s, &before, sizeof s);
+    rt_session_free(&s);
+    /* The file as written loads, to the value. */
+    write_bytes(path, good, len);
+    s = session_for(&m, 7, true);
+    if (rt_load_checkpoint(&s, path, &err) != RT_OK)
+        fail_msg("%s", err.msg);
+    assert_memory_equal(s.arena, a.arena, ALL_BYTES);
+    assert_true(s.step == 42);
+    rt_session_free(&s);
     free(good);
     rt_session_free(&a);
+}
+
+/* A file another tool wrote, or a gradc before checksums, loads unchecked;
+ * one that still has a checksum's key but not at the start is refused. */
+static void test_weights_without_checksums_load_unchecked(void **state) {
+    (void)state;
+    RtModel m = st_model(4);
+    const char *path = tmp_path("torch.safetensors");
+    float data[10];
+    for (int i = 0; i < 10; i++)
+        data[i] = (float)i + 0.5f;
+    const uint64_t off[8] = {0, 24, 24, 32, 32, 36, 36, 40};
+    char header[600], with_meta[800];
+    st_header(header, sizeof header, off, "");
+    static const char *const metas[] = {"", "\"__metadata__\":{\"format\":\"pt\"},",
+                                        "\"__metadata__\":{\"format\":\"gradc\",\"model\":\"st\"},"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(with_meta, sizeof with_meta, "{%s%s", metas[k], header + 1);
+        write_raw(path, with_meta, data, sizeof data);
+        RtSession s = session_for(&m, 7, true);
+        RtError err = {""};
+        if (rt_load_weights(&s, path, &err) != RT_OK)
+            fail_msg("%s", err.msg);
+        assert_true(((float *)rt_ptr(&s, &st_params[1]))[1] == 7.5f);
+        rt_session_free(&s);
+    }
+    snprintf(with_meta, sizeof with_meta,
+             "{\"__metadata__\":{\"format\":\"gradc\",\"data_crc32\":\"01234567\"},%s",
+             header + 1);
+    write_raw(path, with_meta, data, sizeof data);
+    expect_load_error(&m, path, "torch.safetensors: corrupt checkpoint: the checksums at the "
+                                "start of the header (header_crc32, data_crc32) are damaged");
 }
 
 /* A save removes the temporary files that killed saves to the same path
@@ -935,7 +1081,8 @@ int main(void) {
         cmocka_unit_test(test_checkpoint_restores_states_counters_and_rng),
         cmocka_unit_test(test_checkpoint_refuses_plain_weights_and_bad_counters),
         cmocka_unit_test(test_weights_tensors_must_tile_the_data_section),
-        cmocka_unit_test(test_checkpoint_with_any_header_byte_flipped_fails_cleanly),
+        cmocka_unit_test(test_checkpoint_with_any_bit_flipped_or_cut_is_refused),
+        cmocka_unit_test(test_weights_without_checksums_load_unchecked),
         cmocka_unit_test(test_save_removes_temporary_files_of_killed_saves),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
