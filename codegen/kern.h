@@ -97,6 +97,7 @@ typedef struct Kern {
      * loop; `wrap` is `void name_part(ptr ctx, i64 part, i64 nparts)`,
      * which loads the buffers and batch from ctx and calls it. */
     bool par;
+    bool split; /* the share has been taken (each parallel kernel once) */
     LLVMValueRef part, nparts, wrap;
 } Kern;
 
@@ -253,6 +254,10 @@ typedef struct Loop {
 
 LLVMValueRef cg_loop_open(Kern *k, Loop *lp, LLVMValueRef n, int ncarry, const LLVMValueRef *init);
 void cg_loop_close(Kern *k, Loop *lp, const LLVMValueRef *next);
+/* The outermost loop of a row kernel (softmax, cross-entropy, one-hot)
+ * over n independent rows: all of them, or in a parallel kernel only its
+ * part's share (cg_kernel_parallel). Returns the row index. */
+LLVMValueRef cg_rows_open(Kern *k, Loop *lp, LLVMValueRef n);
 
 /* ---- the op table -------------------------------------------------------------
  * lower_<name>(k, n, map), bound by name from ops.def so that an op without

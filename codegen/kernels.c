@@ -4,7 +4,8 @@
  *
  * Each lower_<op> here gets map NULL and a kernel whose buffers are the
  * node's and its sources' (all materialised by the plan), and emits the
- * whole body at the builder: counted loops with i64 induction variables
+ * whole body at the builder (a row kernel's outermost loop by cg_rows_open,
+ * which in a parallel kernel runs only the part's rows): counted loops with i64 induction variables
  * (cg_loop_open), no calls in float loops except through mathfn.c. Must
  * not decide anything the plan decides; broken invariants are assertions.
  *
@@ -245,7 +246,7 @@ static void emit_softmax(Kern *k, const Node *n, bool log) {
     LLVMValueRef I = mono_value(k, mono_dims(&x->shape, ax + 1, x->shape.rank));
     LLVMValueRef AI = imul(k, A, I);
     Loop lo, lt, l3;
-    LLVMValueRef o = cg_loop_open(k, &lo, O, 0, NULL);
+    LLVMValueRef o = cg_rows_open(k, &lo, O);
     LLVMValueRef t = cg_loop_open(k, &lt, I, 0, NULL);
     LLVMValueRef base = iadd(k, imul(k, o, AI), t);
     LLVMValueRef m = emit_row_max(k, x, base, A, I);
@@ -284,7 +285,7 @@ LLVMValueRef lower_xent(Kern *k, const Node *n, const Map *map) {
     LLVMValueRef C = mono_value(k, mono_dim(z->shape.d[last]));
     LLVMValueRef one = ci64(k, 1);
     Loop lr;
-    LLVMValueRef r = cg_loop_open(k, &lr, R, 0, NULL);
+    LLVMValueRef r = cg_rows_open(k, &lr, R);
     LLVMValueRef base = imul(k, r, C);
     LLVMValueRef m = emit_row_max(k, z, base, C, one);
     LLVMValueRef s = emit_row_sum_exp(k, z, base, C, one, m, NULL);
@@ -307,7 +308,7 @@ LLVMValueRef lower_onehot(Kern *k, const Node *n, const Map *map) {
     LLVMValueRef R = mono_value(k, mono_dims(&n->shape, 0, last));
     LLVMValueRef C = mono_value(k, mono_dim(n->shape.d[last]));
     Loop lr, lc;
-    LLVMValueRef r = cg_loop_open(k, &lr, R, 0, NULL);
+    LLVMValueRef r = cg_rows_open(k, &lr, R);
     LLVMValueRef label = to_i64(k, load_at(k, y, r));
     LLVMValueRef base = imul(k, r, C);
     LLVMValueRef j = cg_loop_open(k, &lc, C, 0, NULL);

@@ -597,25 +597,40 @@ static LLVMValueRef scan_nonfinite(Kern *k, const Node *n) {
     return l.out[0];
 }
 
-/* A parallel kernel's share of the outermost loop: iterations [lo, hi)
- * with lo = n0 * part / nparts (and hi the next part's lo, n0 for the
- * last), rounded down to a multiple of 16 when it is the only loop, so
- * that each part's vectors stay aligned as in the whole loop. The loop
- * then runs hi - lo times from each access's offset at lo. */
-static void split_outer(Kern *k, LLVMValueRef *n, LLVMValueRef *stv, int nl) {
+/* A parallel kernel's share [*lo, return) of n iterations: lo = n * part /
+ * nparts and the end the next part's lo (n for the last), both rounded
+ * down to a multiple of `align` (a power of two) except n itself. */
+static LLVMValueRef part_bounds(Kern *k, LLVMValueRef n, int64_t align, LLVMValueRef *lo) {
     LLVMBuilderRef b = k->b;
     LLVMValueRef next = LLVMBuildNSWAdd(b, k->part, ci64(k, 1), "");
-    LLVMValueRef lo = LLVMBuildSDiv(b, LLVMBuildNSWMul(b, n[0], k->part, ""), k->nparts, "");
-    LLVMValueRef hi = LLVMBuildSDiv(b, LLVMBuildNSWMul(b, n[0], next, ""), k->nparts, "");
-    if (nl == 1) {
-        lo = LLVMBuildAnd(b, lo, ci64(k, -16), "lo");
-        hi = LLVMBuildAnd(b, hi, ci64(k, -16), "");
+    *lo = LLVMBuildSDiv(b, LLVMBuildNSWMul(b, n, k->part, ""), k->nparts, "");
+    LLVMValueRef hi = LLVMBuildSDiv(b, LLVMBuildNSWMul(b, n, next, ""), k->nparts, "");
+    if (align > 1) {
+        *lo = LLVMBuildAnd(b, *lo, ci64(k, -align), "lo");
+        hi = LLVMBuildAnd(b, hi, ci64(k, -align), "");
     }
     LLVMValueRef last = LLVMBuildICmp(b, LLVMIntEQ, next, k->nparts, "");
-    hi = LLVMBuildSelect(b, last, n[0], hi, "hi");
-    n[0] = LLVMBuildNSWSub(b, hi, lo, "");
+    k->split = true;
+    return LLVMBuildSelect(b, last, n, hi, "hi");
+}
+
+/* A parallel fused kernel's share of the outermost loop, rounded to
+ * multiples of 16 when it is the only loop, so that each part's vectors
+ * stay aligned as in the whole loop. The loop then runs hi - lo times
+ * from each access's offset at lo. */
+static void split_outer(Kern *k, LLVMValueRef *n, LLVMValueRef *stv, int nl) {
+    LLVMValueRef lo, hi = part_bounds(k, n[0], nl == 1 ? 16 : 1, &lo);
+    n[0] = LLVMBuildNSWSub(k->b, hi, lo, "");
     for (int a = 0; a < k->acc.len; a++)
         k->acc.items[a].off = imul(k, lo, stv[a * IR_MAX_RANK]);
+}
+
+LLVMValueRef cg_rows_open(Kern *k, Loop *lp, LLVMValueRef n) {
+    if (!k->par)
+        return cg_loop_open(k, lp, n, 0, NULL);
+    gc_assert(!k->split);
+    LLVMValueRef lo, hi = part_bounds(k, n, 1, &lo);
+    return iadd(k, lo, cg_loop_open(k, lp, LLVMBuildNSWSub(k->b, hi, lo, ""), 0, NULL));
 }
 
 /* The loop nest of a fused kernel; returns, when the program checks
@@ -773,16 +788,46 @@ static void kern_declare(Kern *k, const char *name) {
     LLVMAddAttributeAtIndex(k->wrap, LLVMAttributeFunctionIndex, enum_attr(L, "nounwind"));
 }
 
+/* The independent rows of a row kernel, the outermost loop its lowerer
+ * opens with cg_rows_open: the dims before the axis of a softmax, before
+ * the classes of cross-entropy and one-hot. {0, 0} for other one-node
+ * kernels. */
+static Mono kernel_rows(const Node *n) {
+    switch (n->op) {
+    case OP_SOFTMAX:
+    case OP_LOG_SOFTMAX:
+        return mono_dims(&n->shape, 0, n->attr.axis);
+    case OP_XENT:
+        return mono_dims(&n->src[0]->shape, 0, n->src[0]->shape.rank - 1);
+    case OP_ONEHOT:
+        return mono_dims(&n->shape, 0, n->shape.rank - 1);
+    default:
+        return mono(0, 0);
+    }
+}
+
+/* The elements parallel kernel kr goes through, which rt_parallel_for
+ * divides into parts: its root's, or a cross-entropy's logits'. */
+static Mono kernel_work(const Kernel *kr) {
+    const Node *n = kr->root->op == OP_XENT ? kr->root->src[0] : kr->root;
+    return mono_dims(&n->shape, 0, n->shape.rank);
+}
+
 /* Whether kernel kr runs on the thread pool: a fused loop (elementwise,
- * no reduction: its iterations are independent) big enough to repay the
- * hand-off, or of a batch-dependent size (the runtime decides by the
- * element count, rt_parallel_for), in a program that does not check
- * numerics (whose kernels return a flag). */
+ * no reduction: its iterations are independent) or a row kernel of
+ * several rows, big enough to repay the hand-off or of a batch-dependent
+ * size (the runtime decides by the element count, rt_parallel_for), in a
+ * program that does not check numerics (whose kernels return a flag). */
 bool cg_kernel_parallel(const Program *p, const Kernel *kr) {
-    if (!kr->fused || p->check_numerics)
+    if (p->check_numerics)
         return false;
-    Mono numel = mono_dims(&kr->root->shape, 0, kr->root->shape.rank);
-    return numel.e > 0 || numel.c >= 65536;
+    if (!kr->fused) {
+        Mono rows = kernel_rows(kr->root);
+        if (rows.c == 0 || (rows.e == 0 && rows.c < 2))
+            return false;
+    }
+    Mono work = kernel_work(kr);
+    return work.e > 0 || work.c >= 65536;
 }
 
 /* `void name_part(ptr ctx, i64 part, i64 nparts)` for parallel kernel k
@@ -845,7 +890,7 @@ static void emit_kernel(Lower *L, Kern *k, const Kernel *kr, const char *name) {
         bad = emit_fused(k);
     } else {
         LLVMValueRef v = lowerers[root->op](k, root, NULL);
-        gc_assert(!v);
+        gc_assert(!v && k->split == k->par);
         if (checking(k))
             bad = scan_nonfinite(k, root);
     }
@@ -887,8 +932,7 @@ static LLVMValueRef call_parallel(Lower *L, Kern *k, LLVMValueRef *args, LLVMVal
         LLVMBuildStore(L->b, args[i], LLVMBuildInBoundsGEP2(L->b, L->i64, ctx, &at, 1, ""));
     }
     Kern at_entry = {.L = L, .b = L->b, .batch = batch};
-    const Shape *s = &k->k->root->shape;
-    LLVMValueRef work = mono_value(&at_entry, mono_dims(s, 0, s->rank));
+    LLVMValueRef work = mono_value(&at_entry, kernel_work(k->k));
     LLVMTypeRef params[3] = {L->ptr, L->ptr, L->i64};
     LLVMTypeRef fty = LLVMFunctionType(L->vd, params, 3, 0);
     LLVMValueRef call[3] = {k->wrap, ctx, work};
