@@ -124,7 +124,7 @@ static int cmd_train(int argc, char **argv) {
     }
     timing_mark(&tm, "autodiff and update");
     /* Training runs the train program, and the eval program for the
-     * held-out loss and accuracy; predict is for gradc predict (nothing in
+     * held-out loss and accuracy when something shows them; predict is for gradc predict (nothing in
      * training or its checkpoints uses it) and grad for gradient checks.
      * --check-numerics: a finite check after every kernel of the train
      * program, and the explanation when one fails (numerics.c).
@@ -134,8 +134,8 @@ static int cmd_train(int argc, char **argv) {
     Plan *plan;
     unsigned plan_flags =
         (o.check_numerics ? PLAN_CHECK_NUMERICS : 0) | (o.profile ? PLAN_PROFILE : 0);
-    if (!(cg = compile_jit_flags(a, &d, m->graph, batch, 1u << PROG_TRAIN | 1u << PROG_EVAL,
-                                 plan_flags, &r, &tm, &plan)))
+    unsigned progs = 1u << PROG_TRAIN | (run_train_evaluates(&o) ? 1u << PROG_EVAL : 0);
+    if (!(cg = compile_jit_flags(a, &d, m->graph, batch, progs, plan_flags, &r, &tm, &plan)))
         goto out;
     r.compile_ms = run_now_ms() - t0;
     Numerics nx = {m->graph, plan};

@@ -156,6 +156,10 @@ int run_eval_check(const RunCli *c, const RunEvalOpts *o, const RunModel *m);
 /* The commands: train (and save the checkpoint), predict or generate text,
  * evaluate. m->rm must be set. They return the exit status. */
 int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m);
+/* Whether training with o evaluates: without -q, or with --log or --plot,
+ * which show the held-out loss and accuracy (checkpoints keep neither).
+ * When it does not, gradc train compiles no eval program. */
+bool run_train_evaluates(const RunTrainOpts *o);
 int run_predict(const RunCli *c, const RunPredictOpts *o, const RunModel *m);
 int run_eval(const RunCli *c, const RunEvalOpts *o, const RunModel *m);
 

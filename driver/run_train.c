@@ -209,6 +209,8 @@ static void print_summary(const RunCli *c, const RunModel *m, const RtDataset *d
     printf("; %lld rows; OpenBLAS %s\n", (long long)data->n, rt_blas_corename());
 }
 
+bool run_train_evaluates(const RunTrainOpts *o) { return !o->quiet || o->log || o->plot; }
+
 int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
     int rc = run_train_check(c, o, m);
     if (rc)
@@ -263,9 +265,7 @@ int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
         .log_path = o->log,
         .quiet = o->quiet,
         .out = stdout,
-        /* -q without --log or --plot: nothing shows val_loss or accuracy
-         * (checkpoints do not keep them). */
-        .skip_eval = o->quiet && !o->log && !o->plot,
+        .skip_eval = !run_train_evaluates(o),
     };
     /* Every checkpoint carries the seed for --resume, the version and model
      * hash, and for text the vocabulary and context (predict needs them),

@@ -425,7 +425,8 @@ typedef struct RtTrainConfig {
     const volatile sig_atomic_t *stop;
     /* Nothing reads an epoch's val_loss and accuracy (no progress lines,
      * log or on_epoch that uses them): skip the evaluation passes that
-     * make them, and leave them NaN. Training is the same either way. */
+     * make them, and leave them NaN (the model's eval program is then
+     * never needed: it may be NULL). Training is the same either way. */
     bool skip_eval;
 } RtTrainConfig;
 

@@ -385,7 +385,7 @@ RtStatus rt_train(RtSession *s, const RtDataset *d, const RtTrainConfig *cfg, Rt
     const RtModel *m = s->m;
     if (check_config(m, d, cfg, err) != RT_OK)
         return RT_FAIL;
-    bool need_eval = cfg->split > 0 || m->metric != RT_METRIC_NONE;
+    bool need_eval = !cfg->skip_eval && (cfg->split > 0 || m->metric != RT_METRIC_NONE);
     if (need_eval && check_eval(m, err) != RT_OK)
         return RT_FAIL;
     FILE *out = cfg->out ? cfg->out : stdout;
