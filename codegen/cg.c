@@ -4,7 +4,8 @@
  * optimise for the host (jit.c), keep the optimised IR as text, hand the
  * code to the JIT and look up each program's entry point, telling
  * CgOptions.stage as each stage ends (--time-passes); and, for a compile on
- * several threads, which programs each thread compiles. Every LLVM or JIT
+ * threads, which programs each thread compiles, and whether its object
+ * comes from the object cache (cache.c). Every LLVM or JIT
  * failure becomes one diagnostic with LLVM's message; nothing leaks on any
  * path. Must not build IR (lower.c) or call ORC itself (jit.c).
  */
@@ -43,11 +44,10 @@ static void stage(const CgOptions *o, const char *name) {
 static char *copy_str(const char *s);
 
 /* Lower part `part` of split (every program: NULL) into a module in ctx
- * (*out, which the caller disposes of or hands on, whatever the result),
- * then verify and optimise it for tm, reporting each stage when report is
- * set. NULL when all went well, else what failed, with LLVM's message in
- * *err. */
-static const char *build_module(LLVMContextRef ctx, const Graph *g, const Plan *plan,
+ * (*out, which the caller disposes of or hands on, whatever the result)
+ * and verify it for tm, reporting each stage when report is set. NULL
+ * when all went well, else what failed, with LLVM's message in *err. */
+static const char *lower_module(LLVMContextRef ctx, const Graph *g, const Plan *plan,
                                 const CgSplit *split, int part, const CgOptions *opt,
                                 bool report, LLVMTargetMachineRef tm, Arena *a,
                                 const char **names, LLVMModuleRef *out, char **err) {
@@ -67,7 +67,18 @@ static const char *build_module(LLVMContextRef ctx, const Graph *g, const Plan *
         return "cannot optimise the generated code";
     if (report)
         stage(opt, "llvm-verify");
-    if (!cg_run_passes(mod, tm, opt->opt_level, err))
+    return NULL;
+}
+
+/* lower_module, then optimise the module for tm. */
+static const char *build_module(LLVMContextRef ctx, const Graph *g, const Plan *plan,
+                                const CgSplit *split, int part, const CgOptions *opt,
+                                bool report, LLVMTargetMachineRef tm, Arena *a,
+                                const char **names, LLVMModuleRef *out, char **err) {
+    const char *what = lower_module(ctx, g, plan, split, part, opt, report, tm, a, names, out, err);
+    if (what)
+        return what;
+    if (!cg_run_passes(*out, tm, opt->opt_level, err))
         return "cannot optimise the generated code";
     if (report)
         stage(opt, "llvm-opt");
@@ -171,11 +182,13 @@ typedef struct Part {
     LLVMMemoryBufferRef obj; /* the object file; NULL when what is set */
     const char *what;        /* what failed, with LLVM's message in err */
     char *err;
+    bool cached; /* obj came from the cache */
 } Part;
 
-/* A Part's compile, on any thread. */
-static void *compile_part(void *arg) {
-    Part *p = arg;
+/* A Part's compile, on any thread: from the cache (cache.c) when the
+ * lowered module's object is there, else optimised and compiled, and
+ * stored there. cache_dir NULL: no cache. */
+static void compile_part(Part *p, const char *cache_dir) {
     char *err = NULL;
     LLVMTargetMachineRef tm = cg_host_target_machine(p->opt->opt_level, &err);
     LLVMTargetMachineRef jtm = tm ? cg_jit_target_machine(&err) : NULL;
@@ -184,19 +197,39 @@ static void *compile_part(void *arg) {
         p->err = err;
         if (tm)
             LLVMDisposeTargetMachine(tm);
-        return NULL;
+        return;
     }
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod;
-    p->what = build_module(ctx, p->g, p->plan, p->split, p->index, p->opt, false, tm, p->a,
+    CgCacheKey key;
+    p->what = lower_module(ctx, p->g, p->plan, p->split, p->index, p->opt, false, tm, p->a,
                            p->names, &mod, &err);
-    if (!p->what && !cg_emit_object_memory(mod, jtm, &p->obj, &err))
-        p->what = "cannot compile the generated code";
+    bool keyed = !p->what && cache_dir && cg_cache_key(mod, p->opt->opt_level, &key);
+    if (keyed && (p->obj = cg_cache_load(cache_dir, key))) {
+        p->cached = true;
+    } else if (!p->what) {
+        if (!cg_run_passes(mod, tm, p->opt->opt_level, &err))
+            p->what = "cannot optimise the generated code";
+        else if (!cg_emit_object_memory(mod, jtm, &p->obj, &err))
+            p->what = "cannot compile the generated code";
+        else if (keyed)
+            cg_cache_store(cache_dir, key, p->obj);
+    }
     p->err = err;
     LLVMDisposeModule(mod);
     LLVMContextDispose(ctx);
     LLVMDisposeTargetMachine(jtm);
     LLVMDisposeTargetMachine(tm);
+}
+
+typedef struct PartThread {
+    Part *part;
+    const char *cache_dir;
+} PartThread;
+
+static void *compile_part_thread(void *arg) {
+    PartThread *t = arg;
+    compile_part(t->part, t->cache_dir);
     return NULL;
 }
 
@@ -297,7 +330,7 @@ static bool split_guarded(const Plan *plan, int n, Arena *sa, CgSplit *split, Di
     return true;
 }
 
-/* The programs of plan compiled by up to n threads (n >= 2) and linked
+/* The programs of plan compiled by up to n threads (n >= 1) and linked
  * into m's JIT. */
 static bool compile_parallel(CgModule *m, const Graph *g, const Plan *plan, const CgOptions *opt,
                              int n, Diags *d) {
@@ -324,17 +357,25 @@ static bool compile_parallel(CgModule *m, const Graph *g, const Plan *plan, cons
             return false;
         }
     }
+    char dir_buf[4096];
+    const char *cache_dir = cg_cache_dir(dir_buf, sizeof dir_buf) ? dir_buf : NULL;
     pthread_t tid[CG_MAX_THREADS];
+    PartThread pt[CG_MAX_THREADS];
     bool started[CG_MAX_THREADS] = {false};
-    for (int i = 1; i < n; i++)
-        started[i] = pthread_create(&tid[i], NULL, compile_part, &parts[i]) == 0;
-    compile_part(&parts[0]);
+    for (int i = 1; i < n; i++) {
+        pt[i] = (PartThread){&parts[i], cache_dir};
+        started[i] = pthread_create(&tid[i], NULL, compile_part_thread, &pt[i]) == 0;
+    }
+    compile_part(&parts[0], cache_dir);
     for (int i = 1; i < n; i++) {
         if (started[i])
             pthread_join(tid[i], NULL);
         else /* no thread to be had: compile it here */
-            compile_part(&parts[i]);
+            compile_part(&parts[i], cache_dir);
     }
+    int hits = 0;
+    for (int i = 0; i < n; i++)
+        hits += parts[i].cached;
     bool ok = true;
     for (int i = 0; i < n; i++)
         if (parts[i].what) {
@@ -342,7 +383,9 @@ static bool compile_parallel(CgModule *m, const Graph *g, const Plan *plan, cons
             ok = false;
         }
     if (ok)
-        stage(opt, "llvm-compile (threads)");
+        stage(opt, hits == n ? "llvm-compile (cached)"
+                   : hits > 0 ? "llvm-compile (threads, some cached)"
+                              : "llvm-compile (threads)");
     const char *names[PROG_COUNT] = {NULL};
     for (int i = 0; i < n; i++) {
         for (int k = 0; k < PROG_COUNT; k++)
@@ -418,7 +461,7 @@ CgModule *cg_compile(const Graph *g, const Plan *plan, const CgOptions *o, Diags
     }
     int nthreads = compile_threads(plan, &opt);
     bool ok;
-    if (nthreads > 1) {
+    if (opt.no_ir_text && opt.threads != 1) { /* also on one CPU: for the cache */
         stage(&opt, "llvm-setup");
         ok = compile_parallel(m, g, plan, &opt, nthreads, d);
     } else {

@@ -32,10 +32,12 @@ typedef struct CgOptions {
      * then cg_compile's "llvm-ir-text" (keeping the optimised IR as text)
      * and "llvm-jit" (ORC compiles the module to machine code), or
      * cg_emit_object's "llvm-object" (machine code into the object file).
-     * cg_compile on several threads reports "llvm-setup" (the JIT), then
-     * "llvm-compile (threads)" (the wall time of the threads lowering,
-     * verifying, optimising and compiling their modules) and "llvm-link"
-     * (the JIT linking the objects and finding the entry points).
+     * cg_compile on threads (no_ir_text) reports "llvm-setup" (the JIT),
+     * then "llvm-compile (threads)" (the wall time of the threads lowering,
+     * verifying, optimising and compiling their modules; "llvm-compile
+     * (cached)" when every module's object came from the object cache,
+     * "(threads, some cached)" when some did) and "llvm-link" (the JIT
+     * linking the objects and finding the entry points).
      * A stage that fails is not reported, nor any after it. */
     void (*stage)(const char *stage, void *ud);
     void *stage_ud;
@@ -46,7 +48,9 @@ typedef struct CgOptions {
     bool no_ir_text;
     /* cg_compile with no_ir_text: threads to compile on (at most
      * CG_MAX_THREADS, and one per program and parallel loop); 0: one per
-     * CPU the process may run on; 1: one module, compiled by the JIT. */
+     * CPU the process may run on; 1: one module, compiled by the JIT.
+     * Except with 1, each thread's object comes from, or goes to, the
+     * object cache on disk (codegen/cache.c, $GRADC_CACHE_DIR). */
     int threads;
     /* Tests only: the module of each program whose bit (1u << ProgramKind)
      * is set gets a function that LLVM's verifier rejects, so that a

@@ -59,6 +59,26 @@ bool cg_jit_add(CgJit *j, LLVMModuleRef m, char **err);
  * cg_jit_target_machine (cg_emit_object_memory), and links it into the JIT
  * beside its modules. false and *err on failure. */
 bool cg_jit_add_object(CgJit *j, LLVMMemoryBufferRef obj, char **err);
+
+/* ---- cache.c: compiled objects on disk ----------------------------------------
+ * Where: $GRADC_CACHE_DIR ("" or "off": no cache), else
+ * $XDG_CACHE_HOME/gradc/jit, else $HOME/.cache/gradc/jit. */
+typedef struct CgCacheKey {
+    uint64_t h[2];
+} CgCacheKey;
+/* The cache directory into buf (created if missing); false: no cache. */
+bool cg_cache_dir(char *buf, size_t n);
+/* The key of the object that mod (lowered, verified, not yet optimised)
+ * compiles to at opt_level on this host with this LLVM: a 128-bit hash of
+ * its bitcode, LLVM's version, the host's triple, CPU and features. false
+ * when LLVM cannot write the bitcode. */
+bool cg_cache_key(LLVMModuleRef mod, int opt_level, CgCacheKey *key);
+/* The object stored under key in dir, or NULL (a miss; an entry that does
+ * not check out is removed). */
+LLVMMemoryBufferRef cg_cache_load(const char *dir, CgCacheKey key);
+/* Store obj under key in dir (atomically; silently nothing on failure),
+ * then drop the least recently used entries past the cache's size. */
+void cg_cache_store(const char *dir, CgCacheKey key, LLVMMemoryBufferRef obj);
 LLVMContextRef cg_jit_context(CgJit *j);
 /* The address of a defined function; NULL and *err on failure. The first
  * lookup compiles the module. */
