@@ -133,11 +133,14 @@ static Node *grad_sigmoid(Graph *g, Node *n, Node *dy, int i) {
     return mul(g, n, mul(g, n, dy, n), sub(g, n, cst(g, n, 1), n));
 }
 
-/* d relu(x) = g * step(x); at 0 the gradient is 0, as in PyTorch */
+/* d relu(x) = g * step(x) = g * step(y), y = relu(x): y > 0 exactly when
+ * x > 0. From the output, like PyTorch's threshold_backward, so that x is
+ * not kept for the backward pass and fuses with the relu (a bias add
+ * before it is one loop with it). At 0 the gradient is 0, as in PyTorch. */
 static Node *grad_relu(Graph *g, Node *n, Node *dy, int i) {
     (void)i;
-    MATH("g * (x > 0)");
-    return mul(g, n, dy, ir_unary(g, OP_STEP, n->src[0], L));
+    MATH("g * (y > 0)");
+    return mul(g, n, dy, ir_unary(g, OP_STEP, n, L));
 }
 
 /* d |x| = g * sign(x); at 0 the gradient is 0, as in PyTorch */
