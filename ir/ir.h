@@ -343,11 +343,12 @@ typedef struct Program {
     size_t *offset;
     size_t bytes; /* arena bytes this program needs */
     size_t peak_temp_bytes;
-    /* Where bytes was reached, for reports (gradc summary): the kernel
-     * whose output was placed highest (-1: no temporaries), the storage
-     * nodes of the buffers live then (that output included), and the sum
-     * of their sizes as placed (aligned). bytes - Plan.persistent_bytes -
-     * peak_live_bytes is what the gaps between them cost. */
+    /* The peak of the temporaries, for reports (gradc summary): the first
+     * kernel at which the buffers live take the most (-1: no
+     * temporaries), the storage nodes of those buffers, and the sum of
+     * their sizes as placed (aligned; = peak_temp_bytes). No placement
+     * can need less; bytes - Plan.persistent_bytes - peak_live_bytes is
+     * what the gaps of this one cost. */
     int peak_kernel;
     Vec(Node *) peak_live;
     size_t peak_live_bytes;

@@ -11,8 +11,9 @@
  * has its destination's offset: updates store in place. Temporaries are
  * placed by a linear scan over the kernel order: a buffer lives from the
  * kernel that writes it to the last kernel that reads it (to the end for
- * the program's roots), and takes the lowest gap between live buffers that
- * fits. A kernel's output never shares memory with its inputs, so kernels
+ * the program's roots), and takes the lowest offset where it fits beside
+ * the buffers placed before it that are live at the same time: placed in
+ * kernel order and placed largest first, whichever needs less (place). A kernel's output never shares memory with its inputs, so kernels
  * may treat their pointers as not aliasing. A reshape shares its source's
  * buffer and extends its lifetime.
  */
@@ -42,23 +43,51 @@ static Node *storage(Node *n) {
 
 typedef struct Block {
     size_t off, size;
-    int last;   /* kernel index of the last read */
-    Node *node; /* the buffer's storage node */
+    int first, last; /* kernel indices of the write and of the last read */
+    Node *node;      /* the buffer's storage node */
 } Block;
 
-/* The lowest offset >= base where size bytes fit between the live blocks. */
-static size_t first_fit(const Block *live, int nlive, size_t base, size_t size) {
-    size_t at = base;
-    for (bool moved = true; moved;) {
-        moved = false;
-        for (int i = 0; i < nlive; i++)
-            if (at < add_sat(live[i].off, live[i].size) && live[i].off < add_sat(at, size) &&
-                at != SIZE_MAX) {
-                at = align_up(add_sat(live[i].off, live[i].size));
-                moved = true;
-            }
+/* Blocks i and j are live at the same kernel. */
+static bool overlap(const Block *b, int i, int j) {
+    return b[i].first <= b[j].last && b[j].first <= b[i].last;
+}
+
+/* Offsets for the nb blocks (in kernel order) into off[], each the lowest
+ * >= base where it fits beside the blocks placed before it that are live
+ * at the same time, placing them in kernel order (a linear scan, as a
+ * runtime allocator would) or largest first (ties in kernel order: the
+ * greedy-by-size arena of TFLite, Pisarchyk and Lee 2020, which packs
+ * well when a few big buffers dominate). Returns the top. */
+static size_t place(const Block *b, int nb, size_t base, bool by_size, size_t *off, Arena *a) {
+    int *order = arena_alloc(a, sizeof(int) * (size_t)(nb + 1));
+    for (int i = 0; i < nb; i++)
+        order[i] = i;
+    for (int i = 1; i < nb && by_size; i++) { /* insertion sort: stable */
+        int x = order[i], j = i;
+        for (; j > 0 && b[order[j - 1]].size < b[x].size; j--)
+            order[j] = order[j - 1];
+        order[j] = x;
     }
-    return at;
+    size_t top = base;
+    for (int n = 0; n < nb; n++) {
+        int i = order[n];
+        size_t at = base;
+        for (bool moved = true; moved;) {
+            moved = false;
+            for (int m = 0; m < n; m++) {
+                int j = order[m];
+                if (overlap(b, i, j) && at != SIZE_MAX && at < add_sat(off[j], b[j].size) &&
+                    off[j] < add_sat(at, b[i].size)) {
+                    at = align_up(add_sat(off[j], b[j].size));
+                    moved = true;
+                }
+            }
+        }
+        off[i] = at;
+        if (add_sat(at, b[i].size) > top)
+            top = add_sat(at, b[i].size);
+    }
+    return top;
 }
 
 /* p's memory, after fuse_program filled mat (its stored nodes). */
@@ -92,10 +121,9 @@ static void plan_program(Graph *g, Plan *plan, Program *p, const size_t *persist
     for (int r = 0; r < p->roots.len; r++)
         last[storage(p->roots.items[r])->id] = nk;
 
-    Block *live = arena_alloc(a, sizeof(Block) * (size_t)(nk + 1));
-    int nlive = 0;
-    p->peak_kernel = -1;
-    size_t top = plan->persistent_bytes, peak = 0;
+    /* Each kernel's output, live from that kernel to its last reader. */
+    Block *blk = arena_alloc(a, sizeof(Block) * (size_t)(nk + 1));
+    int nb = 0;
     for (int k = 0; k < nk; k++) {
         Node *x = p->kernels.items[k].root;
         if (x->op == OP_ASSIGN) { /* writes its parameter and states in place */
@@ -106,32 +134,41 @@ static void plan_program(Graph *g, Plan *plan, Program *p, const size_t *persist
             }
             continue;
         }
-        /* Buffers whose last reader ran before this kernel are free. */
-        int w = 0;
-        for (int i = 0; i < nlive; i++)
-            if (live[i].last >= k)
-                live[w++] = live[i];
-        nlive = w;
         size_t size = align_up(node_bytes(x, plan->max_batch, plan->elem_size));
-        size_t off = first_fit(live, nlive, plan->persistent_bytes, size);
-        p->offset[x->id] = off;
-        live[nlive++] = (Block){off, size, last[x->id] < k ? k : last[x->id], x};
-        if (add_sat(off, size) > top) { /* a new top: remember what is live under it */
-            top = add_sat(off, size);
-            p->peak_kernel = k;
-            p->peak_live.len = 0;
-            p->peak_live_bytes = 0;
-            for (int i = 0; i < nlive; i++) {
-                vec_push(a, &p->peak_live, live[i].node);
-                p->peak_live_bytes = add_sat(p->peak_live_bytes, live[i].size);
-            }
-        }
-        size_t in_use = 0;
-        for (int i = 0; i < nlive; i++)
-            in_use = add_sat(in_use, live[i].size);
-        if (in_use > peak)
-            peak = in_use;
+        blk[nb++] = (Block){0, size, k, last[x->id] < k ? k : last[x->id], x};
     }
+    /* Both placements; the lower top wins (in kernel order on a tie). */
+    size_t base = plan->persistent_bytes;
+    size_t *by_order = arena_alloc(a, sizeof(size_t) * (size_t)(nb + 1));
+    size_t *by_size = arena_alloc(a, sizeof(size_t) * (size_t)(nb + 1));
+    size_t top_order = place(blk, nb, base, false, by_order, a);
+    size_t top_size = place(blk, nb, base, true, by_size, a);
+    const size_t *off = top_size < top_order ? by_size : by_order;
+    size_t top = base;
+    for (int i = 0; i < nb; i++) {
+        blk[i].off = off[i];
+        p->offset[blk[i].node->id] = off[i];
+        if (add_sat(off[i], blk[i].size) > top)
+            top = add_sat(off[i], blk[i].size);
+    }
+    /* The peak: the first kernel where the live buffers take the most. */
+    size_t peak = 0;
+    p->peak_kernel = -1;
+    for (int k = 0; k < nk; k++) {
+        size_t in_use = 0;
+        for (int i = 0; i < nb; i++)
+            if (blk[i].first <= k && k <= blk[i].last)
+                in_use = add_sat(in_use, blk[i].size);
+        if (in_use > peak) {
+            peak = in_use;
+            p->peak_kernel = k;
+        }
+    }
+    p->peak_live.len = 0;
+    p->peak_live_bytes = peak;
+    for (int i = 0; i < nb && p->peak_kernel >= 0; i++)
+        if (blk[i].first <= p->peak_kernel && p->peak_kernel <= blk[i].last)
+            vec_push(a, &p->peak_live, blk[i].node);
     /* Views share their source's buffer. */
     for (int i = 0; i < n; i++)
         if (mat[i] && op_has(g->nodes.items[i]->op, OPF_VIEW))

@@ -204,6 +204,79 @@ static void test_cse_merges_equal_nodes_and_folds_constants(void **state) {
     assert_true(k->attr.cst.value == 6);
 }
 
+/* A relu MLP x[B, 64] -> 256 -> 256 -> 10 with SGD: no two temporaries
+ * live at the same kernel share a byte (lifetimes worked out here from the
+ * kernels' reads), and the plan needs no more than the most bytes live at
+ * once: the largest-first placement packs it without gaps, where the scan
+ * in kernel order left some. */
+static void test_plan_packs_temporaries_without_gaps(void **state) {
+    Fx *f = *state;
+    Graph *g = f->g;
+    Shape xs = shp(2, DIM_BATCH, 64), ys = shp(1, DIM_BATCH, 0);
+    Node *h = ir_input(g, "x", DT_FLOAT, &xs, (Loc){0});
+    Node *y = ir_input(g, "y", DT_INT, &ys, (Loc){0});
+    static const int64_t width[] = {64, 256, 256, 10};
+    static const char *const names[] = {"W1", "W2", "W3"};
+    for (int l = 0; l < 3; l++) {
+        Shape ws = shp(2, width[l], width[l + 1]);
+        Node *w = ir_param(g, names[l], &ws, zero_init(), (Loc){0});
+        h = ir_matmul(g, h, w, false, false, (Loc){0});
+        if (l < 2)
+            h = ir_unary(g, OP_RELU, h, (Loc){0});
+    }
+    g->loss = ir_reduce(g, OP_MEAN, ir_xent(g, h, y, (Loc){0}), 0, false, (Loc){0});
+    ad_backward(g);
+    sgd_update(g, 0.01);
+    ir_optimize(g);
+    Plan *plan = ir_plan(g, 32, 4);
+    Program *p = &plan->prog[PROG_TRAIN];
+    int nk = p->kernels.len;
+    /* [first, last] kernel of each kernel's output buffer */
+    int *last = calloc((size_t)g->nodes.len, sizeof *last);
+    for (int i = 0; i < g->nodes.len; i++)
+        last[i] = -1;
+    for (int k = 0; k < nk; k++) {
+        Kernel *kn = &p->kernels.items[k];
+        Node *single[1] = {kn->root};
+        Node **body = kn->fused ? kn->body.items : single;
+        int nb = kn->fused ? kn->body.len : 1;
+        for (int b = 0; b < nb; b++)
+            for (int s = 0; s < body[b]->nsrc; s++) {
+                Node *src = body[b]->src[s];
+                while (op_has(src->op, OPF_VIEW))
+                    src = src->src[0];
+                if (k > last[src->id])
+                    last[src->id] = k;
+            }
+    }
+    for (int r = 0; r < p->roots.len; r++)
+        last[p->roots.items[r]->id] = nk;
+    size_t most = 0;
+    for (int k = 0; k < nk; k++) {
+        size_t live = 0;
+        for (int i = 0; i < nk; i++) {
+            Node *a = p->kernels.items[i].root;
+            if (a->op == OP_ASSIGN || i > k || (last[a->id] < k && i != k))
+                continue;
+            live += (node_bytes(a, 32, 4) + 63) / 64 * 64;
+            for (int j = 0; j < nk; j++) {
+                Node *b = p->kernels.items[j].root;
+                if (j == i || b->op == OP_ASSIGN || j > k || (last[b->id] < k && j != k))
+                    continue;
+                size_t ao = p->offset[a->id], bo = p->offset[b->id];
+                if (!(ao + node_bytes(a, 32, 4) <= bo || bo + node_bytes(b, 32, 4) <= ao))
+                    fail_msg("kernels %d and %d: outputs live at kernel %d overlap", i, j, k);
+            }
+        }
+        if (live > most)
+            most = live;
+    }
+    free(last);
+    assert_int_equal(p->peak_temp_bytes, most);
+    assert_int_equal(p->peak_live_bytes, most);
+    assert_int_equal(p->bytes, plan->persistent_bytes + most);
+}
+
 /* The train program of the small MLP: the sigmoid and the squared error and
  * their derivatives fuse; no two buffers live at once overlap. */
 static void test_fusion_and_plan_of_small_mlp(void **state) {
@@ -560,6 +633,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_simplify_folds_transposes_into_matmul_flags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cse_merges_equal_nodes_and_folds_constants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fusion_and_plan_of_small_mlp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plan_packs_temporaries_without_gaps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hypers_have_kinds_and_states_their_params_shape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_checks_states_assigns_and_hypers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fusion_makes_one_update_loop_per_parameter, setup, teardown),
