@@ -206,15 +206,18 @@ LLVMValueRef lower_amax(Kern *k, const Node *n, const Map *map) {
 
 /* ---- softmax, cross-entropy, one-hot ------------------------------------------ */
 
-/* max over j < len of x[base + j * stride] (-inf for none), as llvm.maxnum
- * so that it vectorises; a NaN is dropped here but reaches the sum of exps. */
+/* max over j < len of x[base + j * stride] (-inf for none), as
+ * llvm.maximum, which LLVM vectorises into a tree of vmaxps (llvm.maxnum it
+ * leaves scalar: its reduction is only reassociable without NaNs). A NaN
+ * wins; it would reach the sum of exps anyway, so every output of its row
+ * is NaN either way. */
 static LLVMValueRef emit_row_max(Kern *k, const Node *x, LLVMValueRef base, LLVMValueRef len,
                                  LLVMValueRef stride) {
     Loop l;
     LLVMValueRef init = cfp(k, -INFINITY);
     LLVMValueRef j = cg_loop_open(k, &l, len, 1, &init);
     LLVMValueRef v = load_at(k, x, iadd(k, base, imul(k, j, stride)));
-    LLVMValueRef m = cg_emit_intrinsic2(k->b, k->L->mod, "llvm.maxnum", l.phi[0], v);
+    LLVMValueRef m = cg_emit_intrinsic2(k->b, k->L->mod, "llvm.maximum", l.phi[0], v);
     cg_loop_close(k, &l, &m);
     return l.out[0];
 }

@@ -202,6 +202,63 @@ static void test_kernels_softmax_log_softmax_both_axes(void **state) {
     t_free(&t);
 }
 
+/* Rows of 100 (vectorised row maxima) with a NaN, a -inf or a +inf: a NaN
+ * makes every softmax, log_softmax and cross-entropy output of its row NaN
+ * (as in PyTorch), a -inf is a probability of 0 beside the others' right
+ * values, a +inf is NaN (inf - inf); the other rows are untouched. */
+static void test_kernels_softmax_rows_with_nan_and_inf(void **state) {
+    (void)state;
+    enum { C = 100, RUN = 6 };
+    for (int es = 4; es <= 8; es += 4) {
+        T t;
+        t_init(&t, "nanrows");
+        Node *z = input(&t, "z", SH2(B, C));
+        Shape ys = SH1(B);
+        Node *y = ir_input(t.g, "y", DT_INT, &ys, L0);
+        t_output(&t, "s", ir_softmax(t.g, OP_SOFTMAX, z, 1, L0));
+        t_output(&t, "l", ir_softmax(t.g, OP_LOG_SOFTMAX, z, 1, L0));
+        t_output(&t, "xent", ir_xent(t.g, z, y, L0));
+        t_compile(&t, MAXB, es);
+        double *zv = fill(&t, z, MAXB * C, -5, 5, 81);
+        set(&t, z, 1 * C + 37, zv[1 * C + 37] = NAN);
+        set(&t, z, 2 * C + 50, zv[2 * C + 50] = -INFINITY);
+        set(&t, z, 4 * C + 3, zv[4 * C + 3] = INFINITY);
+        for (int r = 0; r < RUN; r++)
+            set_int(&t, y, r, 7 * r);
+        t_run(&t, PROG_PREDICT, RUN);
+        double tol = es == 4 ? 2e-6 : 1e-13;
+        for (int r = 0; r < RUN; r++) {
+            bool nan_row = r == 1 || r == 4;
+            double m = -INFINITY, sum = 0;
+            for (int j = 0; j < C; j++)
+                m = fmax(m, zv[r * C + j]);
+            for (int j = 0; j < C; j++)
+                sum += exp(zv[r * C + j] - m);
+            double xe = get(&t, PROG_PREDICT, t_out(&t, 2), r);
+            if (nan_row)
+                assert_true(isnan(xe));
+            else
+                assert_rel(xe, m + log(sum) - zv[r * C + 7 * r], tol);
+            for (int j = 0; j < C; j++) {
+                double sm = get(&t, PROG_PREDICT, t_out(&t, 0), r * C + j);
+                double ls = get(&t, PROG_PREDICT, t_out(&t, 1), r * C + j);
+                if (nan_row) {
+                    if (!isnan(sm) || !isnan(ls))
+                        fail_msg("float%d row %d column %d: %g %g, want NaN", 8 * es, r, j, sm, ls);
+                    continue;
+                }
+                assert_near(sm, exp(zv[r * C + j] - m) / sum, tol);
+                if (isinf(zv[r * C + j]))
+                    assert_true(sm == 0 && ls == -INFINITY);
+                else
+                    assert_rel(ls, zv[r * C + j] - m - log(sum), tol);
+            }
+        }
+        free(zv);
+        t_free(&t);
+    }
+}
+
 /* xent(z[B, 4], labels[B]) with labels -1, 4 and 1000 out of range: NaN
  * there, logsumexp - z[label] elsewhere; onehot(labels, 4): a zero row for
  * an out-of-range label. */
@@ -584,6 +641,7 @@ int main(void) {
         cmocka_unit_test(test_kernels_softmax_log_softmax_both_axes),
         cmocka_unit_test(test_kernels_xent_onehot_out_of_range_label),
         cmocka_unit_test(test_kernels_amax_every_axis_set_ties_and_nan),
+        cmocka_unit_test(test_kernels_softmax_rows_with_nan_and_inf),
         cmocka_unit_test(test_kernels_matmul_rank3_and_gradient_forms),
         cmocka_unit_test(test_kernels_concat_and_slice),
         cmocka_unit_test(test_kernels_gather_rows_and_out_of_range_ids),
