@@ -30,8 +30,8 @@ static int entries(const char *dir, char names[16][64]) {
     int n = 0;
     for (struct dirent *e; (e = readdir(d));) {
         size_t len = strlen(e->d_name);
-        if (len > 2 && !strcmp(e->d_name + len - 2, ".o") && n < 16)
-            snprintf(names[n++], 64, "%s", e->d_name);
+        if (len > 2 && len < 64 && !strcmp(e->d_name + len - 2, ".o") && n < 16)
+            memcpy(names[n++], e->d_name, len + 1);
     }
     closedir(d);
     return n;
