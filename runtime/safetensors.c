@@ -293,10 +293,12 @@ static RtStatus build_header(const RtModel *m, int nmeta, const char *const *key
     return RT_OK;
 }
 
-static bool write_all(int fd, const void *data, size_t n) {
+/* n bytes of data to fd: at offset off (pwrite), or at the file offset,
+ * advancing it, when off is negative (write). */
+static bool write_at(int fd, const void *data, size_t n, off_t off) {
     const char *p = data;
     while (n > 0) {
-        ssize_t w = write(fd, p, n);
+        ssize_t w = off < 0 ? write(fd, p, n) : pwrite(fd, p, n, off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
@@ -306,9 +308,13 @@ static bool write_all(int fd, const void *data, size_t n) {
         }
         p += w;
         n -= (size_t)w;
+        if (off >= 0)
+            off += w;
     }
     return true;
 }
+
+static bool write_all(int fd, const void *data, size_t n) { return write_at(fd, data, n, -1); }
 
 /* n elements of size bytes from src, as little-endian bytes, adding them to
  * *crc as they go out (a piece at a time, while it is in cache). */
@@ -338,24 +344,6 @@ static bool write_le(int fd, const void *src, size_t n, size_t size, uint32_t *c
     return true;
 }
 
-/* n bytes of data at offset off of fd. */
-static bool pwrite_all(int fd, const void *data, size_t n, off_t off) {
-    const char *p = data;
-    while (n > 0) {
-        ssize_t w = pwrite(fd, p, n, off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            if (w == 0)
-                errno = EIO;
-            return false;
-        }
-        p += w;
-        n -= (size_t)w;
-        off += w;
-    }
-    return true;
-}
 
 /* The directory part of path ("." for a bare name); malloc'd, NULL when
  * out of memory. */
@@ -461,8 +449,8 @@ RtStatus rt_save_weights_meta(const RtSession *s, const char *path, int nmeta,
      * which covers the data's digits. */
     put_hex8(header.data + CRC_DATA_AT, data_crc);
     put_hex8(header.data + CRC_HEADER_AT, header_crc(len8, header.data, header.len));
-    ok = ok && pwrite_all(fd, header.data + CRC_HEADER_AT, CRC_DATA_AT + 8 - CRC_HEADER_AT,
-                          8 + CRC_HEADER_AT);
+    ok = ok && write_at(fd, header.data + CRC_HEADER_AT, CRC_DATA_AT + 8 - CRC_HEADER_AT,
+                        8 + CRC_HEADER_AT);
     ok = ok && fsync(fd) == 0;
     int e = errno;
     if (close(fd) != 0 && ok) {
