@@ -75,8 +75,9 @@ static void write_node(FILE *out, const Graph *g, const Program *p, const int *h
     ir_node_attrs(g, n, attrs, sizeof attrs);
     k += (size_t)snprintf(label + k, sizeof label - k, "%%%d %s%s%s%s", n->id,
                           n->name ? n->name : "", n->name ? " = " : "", op_info[n->op].name, attrs);
-    k += (size_t)snprintf(label + k, sizeof label - k, "\n%s", type_str(n, type, sizeof type));
-    if (n->loc.file)
+    if (k < sizeof label) /* a long name fills label */
+        k += (size_t)snprintf(label + k, sizeof label - k, "\n%s", type_str(n, type, sizeof type));
+    if (n->loc.file && k < sizeof label)
         k += (size_t)snprintf(label + k, sizeof label - k, "  %s:%d", n->loc.file->path,
                               n->loc.line);
     if (k >= sizeof label)

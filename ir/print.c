@@ -75,7 +75,7 @@ void ir_node_attrs(const Graph *g, const Node *n, char *buf, size_t len) {
     case OP_STATE: {
         const State *st = &g->states.items[n->attr.leaf.index];
         k += (size_t)snprintf(buf, len, " of %s", g->params.items[st->param].name);
-        if (st->init.kind == INIT_CONST)
+        if (st->init.kind == INIT_CONST && k < len) /* a long name fills buf */
             snprintf(buf + k, len - k, " init=%.9g", st->init.a);
         break;
     }

@@ -4,8 +4,12 @@
  * what its .expect file says. An .expect file holds a piece of the first
  * error's text (the input is refused with that diagnostic), or is empty
  * (the input is accepted). An input without an .expect file fails the
- * test. The seed corpus (tests/fuzz/corpus/<target>/) runs too, and must
- * return; under the sanitizer build that checks it for leaks and UB. */
+ * test. A wrong value slipping through a loader fails here in any build
+ * (the bodies check the loaders' contract); an input whose bug was
+ * undefined behaviour or a huge allocation fails only in the sanitizer
+ * build (GRADC_SANITIZE), as it did in the fuzzer. The seed corpus
+ * (tests/fuzz/corpus/<target>/) runs too, and must return; under the
+ * sanitizer build that checks it for leaks and UB. */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>

@@ -2,8 +2,9 @@
  * on any bytes: what gradc summary does before it prints, plus the graph
  * printers. Any input must give diagnostics or a plan, never a crash, a
  * hang, a leak, a failed assertion (the IR verifier runs between passes in
- * the fuzz build) or undefined behaviour. No LLVM: code generation is not
- * fuzzed here.
+ * the fuzz build) or undefined behaviour. The printers are gradc grad's:
+ * the graph, the programs, Graphviz, the kept-for-backward table of a
+ * --wrt slice. No LLVM: code generation is not fuzzed here.
  *
  * Input: the model file's text. A NUL byte ends the run, as gradc refuses
  * such a file before the front end sees it (driver/compile.c, load_model).
@@ -67,6 +68,14 @@ void fuzz_frontend(const uint8_t *data, size_t size, FuzzResult *r) {
         if (out) {
             ir_print_graph(out, g);
             print_plan(g, plan, out);
+            ir_write_dot(out, g, g->loss ? &plan->prog[PROG_TRAIN] : NULL, NULL, "fuzz");
+            if (g->loss && g->params.len > 0) {
+                /* gradc grad --wrt: the first parameter's slice */
+                bool *keep = arena_alloc(a, (size_t)g->nodes.len + 1);
+                ir_grad_slice(g, 0, keep);
+                ir_print_graph_subset(out, g, keep);
+                ir_print_kept(out, g, keep, m->train.batch);
+            }
         }
     }
     r->errors = d.nerrors;
