@@ -180,7 +180,13 @@ bool cg_cache_dir(char *buf, size_t n) {
     } else {
         return false;
     }
-    return len > 0 && (size_t)len < n && make_dirs(buf);
+    if (len <= 0 || (size_t)len >= n || !make_dirs(buf))
+        return false;
+    /* The entries are code gradc runs: only from a directory that no one
+     * but this user can write into. */
+    struct stat st;
+    return stat(buf, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
+           !(st.st_mode & (S_IWGRP | S_IWOTH));
 }
 
 static void entry_path(char *buf, size_t n, const char *dir, CgCacheKey key) {

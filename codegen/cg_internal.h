@@ -66,7 +66,8 @@ bool cg_jit_add_object(CgJit *j, LLVMMemoryBufferRef obj, char **err);
 typedef struct CgCacheKey {
     uint64_t h[2];
 } CgCacheKey;
-/* The cache directory into buf (created if missing); false: no cache. */
+/* The cache directory into buf (created if missing); false: no cache
+ * (also when the directory is not this user's, or others may write it). */
 bool cg_cache_dir(char *buf, size_t n);
 /* The key of the object that mod (lowered, verified, not yet optimised)
  * compiles to at opt_level on this host with this LLVM: a 128-bit hash of

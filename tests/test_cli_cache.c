@@ -4,7 +4,8 @@
  * same checkpoint, byte for byte, as a run without the cache. An entry
  * with a flipped byte, a cut-off entry or a stray file is a miss that is
  * compiled again and replaced; a different model misses; an unusable
- * directory only costs the compile; past the size limit the least
+ * directory only costs the compile, and one others may write is not
+ * used; past the size limit the least
  * recently used entries go. (The tests run with GRADC_CACHE_DIR=off,
  * tests/CMakeLists.txt; this one sets its own.)
  */
@@ -158,6 +159,23 @@ static void test_an_unusable_directory_only_costs_the_compile(void **state) {
     }
 }
 
+/* A directory others may write into is not used: the entries are code. */
+static void test_a_directory_others_may_write_is_not_used(void **state) {
+    (void)state;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", tmp("shared")); /* tmp() reuses its buffers */
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(chmod(dir, 0777), 0);
+    char names[16][64];
+    for (int i = 0; i < 2; i++) {
+        assert_string_equal(train(dir, tmp("a.safetensors"), ""), "threads");
+        assert_int_equal(entries(dir, names), 0);
+    }
+    assert_int_equal(chmod(dir, 0755), 0); /* its owner's alone again: used */
+    assert_string_equal(train(dir, tmp("a.safetensors"), ""), "threads");
+    assert_string_equal(train(dir, tmp("a.safetensors"), ""), "cached");
+}
+
 static void test_past_the_limit_the_least_recently_used_entries_go(void **state) {
     (void)state;
     char dir[512];
@@ -208,6 +226,7 @@ int main(void) {
         cmocka_unit_test(test_second_run_loads_the_objects_and_trains_the_same),
         cmocka_unit_test(test_a_damaged_entry_is_compiled_again_and_replaced),
         cmocka_unit_test(test_an_unusable_directory_only_costs_the_compile),
+        cmocka_unit_test(test_a_directory_others_may_write_is_not_used),
         cmocka_unit_test(test_past_the_limit_the_least_recently_used_entries_go),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
