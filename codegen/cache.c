@@ -8,9 +8,10 @@
  * out in every field is a miss and is removed. Writes go to a temporary
  * file renamed into place, so readers see a whole file or none; every
  * failure on disk is a miss or a skipped store, never an error: the cache
- * only ever saves time. Past $GRADC_CACHE_MAX_MB (256 MiB) the least recently used
- * files go (a hit touches its file), with temporary files a killed
- * process left an hour ago or more.
+ * only ever saves time. Past $GRADC_CACHE_MAX_MB (256 MiB) the least
+ * recently used files go (a hit touches its file), with temporary files a
+ * killed process left an hour ago or more. Only a directory of this user's
+ * that no one else may write is used (its files are code).
  */
 #include "cg_internal.h"
 
@@ -20,8 +21,8 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <stdatomic.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
