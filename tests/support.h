@@ -25,10 +25,11 @@ typedef struct Compiled {
     RtSession s;
 } Compiled;
 
-/* Compile model source text (named path) with elements of elem_size bytes,
- * for batches up to max_batch; the train step uses the model's optimizer
- * (the model's optimizer, sgd by default). Fails the test, printing diagnostics, on any error. */
-static inline Compiled *compile_model(const char *path, const char *text, int64_t max_batch, int elem_size) {
+/* The graph of model source text (named path): the front end, the
+ * training graph when the model has a loss (its own optimizer, sgd by
+ * default), the optimisation passes; not planned. Fails the test, printing
+ * diagnostics, on any error. */
+static inline Compiled *build_graph(const char *path, const char *text) {
     Compiled *c = calloc(1, sizeof *c);
     c->a = arena_new();
     diags_init(&c->d, c->a);
@@ -43,18 +44,32 @@ static inline Compiled *compile_model(const char *path, const char *text, int64_
         fail_msg("model %s: the training graph does not build", path);
     }
     ir_optimize(c->g);
-    c->plan = ir_plan(c->g, max_batch, elem_size);
+    return c;
+}
+
+/* JIT c->plan's programs with elements of elem_size bytes and start a
+ * session (seed 1) with the model's initial weights. */
+static inline void jit_session(Compiled *c, int elem_size) {
     CgOptions o = {.elem_size = elem_size, .opt_level = 2};
     c->cg = cg_compile(c->g, c->plan, &o, &c->d);
     if (!c->cg) {
         diags_print(&c->d, stderr, false);
-        fail_msg("model %s does not compile to native code", path);
+        fail_msg("the model does not compile to native code");
     }
     c->rm = cg_rt_model_jit(c->a, c->g, c->plan, c->cg);
     RtError err;
     if (rt_session_init(&c->s, c->rm, 1, &err) != RT_OK)
         fail_msg("%s", err.msg);
     rt_init_params(&c->s);
+}
+
+/* Compile model source text (named path) with elements of elem_size bytes,
+ * for batches up to max_batch: build_graph, every program planned,
+ * jit_session. */
+static inline Compiled *compile_model(const char *path, const char *text, int64_t max_batch, int elem_size) {
+    Compiled *c = build_graph(path, text);
+    c->plan = ir_plan(c->g, max_batch, elem_size);
+    jit_session(c, elem_size);
     return c;
 }
 

@@ -36,18 +36,9 @@ static const char model_path[] = GRADC_SOURCE_DIR "/examples/mnist_mlp.nn";
 
 /* examples/mnist_mlp.nn with its training graph, optimised (not planned). */
 static Compiled *load(void) {
-    Compiled *c = calloc(1, sizeof *c);
-    c->a = arena_new();
-    diags_init(&c->d, c->a);
     char *text = slurp(model_path);
-    c->m = fe_compile(c->a, &c->d, model_path, text);
+    Compiled *c = build_graph(model_path, text);
     free(text);
-    if (!c->m || !fe_build_training(c->m, &c->d, NULL, NAN)) {
-        diags_print(&c->d, stderr, false);
-        fail_msg("%s does not compile", model_path);
-    }
-    c->g = c->m->graph;
-    ir_optimize(c->g);
     return c;
 }
 
@@ -56,17 +47,7 @@ static Compiled *load(void) {
 static Compiled *compile(unsigned flags) {
     Compiled *c = load();
     c->plan = ir_plan_flags(c->g, BATCH, 4, 1u << PROG_TRAIN | 1u << PROG_EVAL, flags);
-    CgOptions o = {.elem_size = 4, .opt_level = 2};
-    c->cg = cg_compile(c->g, c->plan, &o, &c->d);
-    if (!c->cg) {
-        diags_print(&c->d, stderr, false);
-        fail_msg("cg_compile failed");
-    }
-    c->rm = cg_rt_model_jit(c->a, c->g, c->plan, c->cg);
-    RtError err;
-    if (rt_session_init(&c->s, c->rm, 1, &err) != RT_OK)
-        fail_msg("%s", err.msg);
-    rt_init_params(&c->s);
+    jit_session(c, 4);
     return c;
 }
 

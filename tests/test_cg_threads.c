@@ -44,18 +44,9 @@ enum { BATCH = 24, STEPS = 3 };
 
 /* A model's training graph, optimised and planned for every program. */
 static Compiled *load(const char *path, int elem_size, unsigned plan_flags) {
-    Compiled *c = calloc(1, sizeof *c);
-    c->a = arena_new();
-    diags_init(&c->d, c->a);
     char *text = slurp(path);
-    c->m = fe_compile(c->a, &c->d, path, text);
+    Compiled *c = build_graph(path, text);
     free(text);
-    if (!c->m || !fe_build_training(c->m, &c->d, NULL, NAN)) {
-        diags_print(&c->d, stderr, false);
-        fail_msg("%s does not compile", path);
-    }
-    c->g = c->m->graph;
-    ir_optimize(c->g);
     c->plan = ir_plan_flags(c->g, BATCH, elem_size, (1u << PROG_COUNT) - 1, plan_flags);
     return c;
 }
