@@ -125,6 +125,14 @@ typedef struct RtModel {
      * run since the arena was zeroed (rt_profile_clock); 0: not profiled. */
     size_t profile_counters;
     int profile_kernels; /* the train program's kernels */
+    /* gradc train --mpi, gradc build --mpi: the train program of one
+     * process of a data-parallel run. It calls rt_dist_sync(arena) once
+     * its loss and gradients are made and before anything reads a
+     * gradient (clipping, the updates); train.roots[train_grad_root, nroots)
+     * are the gradients that depend on the batch, which the sync averages
+     * over the processes. */
+    bool data_parallel;
+    int train_grad_root;
 } RtModel;
 
 /* Elements of t for a given batch size. */
@@ -401,6 +409,57 @@ typedef struct RtEpochStats {
     int64_t bad_kernel, bad_batch;
 } RtEpochStats;
 
+/* ---- data parallelism (runtime/dist.c) --------------------------------------------
+ * One process of a data-parallel run: `size` processes (ranks 0 to
+ * size - 1) each hold the whole model and train it on their own share of
+ * every batch; after the backward pass the compiled train program calls
+ * rt_dist_sync, which averages the gradients over the processes, so that
+ * every process applies the same update and all keep the same weights.
+ * The collectives come from a transport: MPI (runtime/mpi/, rt_mpi.h), or
+ * anything that can sum, take extremes and broadcast. */
+typedef enum RtDistType { RT_DIST_F32, RT_DIST_F64, RT_DIST_I64 } RtDistType;
+typedef enum RtDistOp { RT_DIST_SUM, RT_DIST_MIN, RT_DIST_MAX } RtDistOp;
+
+typedef struct RtDist {
+    int rank, size;
+    /* buf[0, count) of every process, combined elementwise by op, into buf
+     * in every process. Every process must make the same calls in the same
+     * order. */
+    RtStatus (*allreduce)(struct RtDist *d, void *buf, int64_t count, RtDistType type,
+                          RtDistOp op, RtError *err);
+    /* bytes of process 0's buf into buf in every process. */
+    RtStatus (*broadcast)(struct RtDist *d, void *buf, size_t bytes, RtError *err);
+    /* Ends every process of the run at once with exit status `status`, for
+     * a failure that leaves the others waiting in a collective. Does not
+     * return. */
+    void (*abort)(struct RtDist *d, int status);
+    void *impl; /* the transport's */
+} RtDist;
+
+/* What the compiled train program of a data-parallel model
+ * (RtModel.data_parallel) calls between its backward pass and its updates.
+ * Inside rt_train with a RtTrainConfig.dist, it replaces every gradient
+ * (train.roots[train_grad_root, nroots)) and the loss by their means over
+ * the step's rows of every process (each process's figures weighted by its
+ * rows), in buckets of RT_DIST_BUCKET_BYTES, one allreduce each; a
+ * failure there is reported on stderr and ends the run (RtDist.abort).
+ * Anywhere else (one process, the model's grad program) it does nothing. */
+void rt_dist_sync(void *arena);
+enum { RT_DIST_BUCKET_BYTES = 8 << 20 };
+
+/* Process 0's parameters, optimizer states and session counters (step,
+ * epoch, epoch_rows, the RNG) into every process: after each has
+ * initialised, loaded weights or resumed, so that all start alike. */
+RtStatus rt_dist_broadcast_session(RtDist *d, RtSession *s, RtError *err);
+
+/* The processes' verdict, where some may have failed alone (a file only
+ * one of them reads): mine is this process's status, with its message in
+ * err when RT_FAIL. Returns RT_OK when every process passed RT_OK, else
+ * RT_FAIL in every process, with err the message of the lowest-ranked
+ * process that failed ("process 2: ..." unless that is process 0), so
+ * that process 0 alone can report it. */
+RtStatus rt_dist_agree(RtDist *d, RtStatus mine, RtError *err);
+
 typedef struct RtTrainConfig {
     int epochs;    /* the run's total: train up to epoch `epochs` (0: steps decide) */
     int64_t steps; /* stop after this many optimizer steps of this call; 0: no limit */
@@ -428,6 +487,22 @@ typedef struct RtTrainConfig {
      * make them, and leave them NaN (the model's eval program is then
      * never needed: it may be NULL). Training is the same either way. */
     bool skip_eval;
+    /* One process of a data-parallel run (NULL: training alone). Every
+     * process must call rt_train with the same config (but quiet, log_path,
+     * out and on_epoch, which are usually process 0's only), the same
+     * data, and a session in the same state (rt_dist_broadcast_session);
+     * rt_train checks that they agree. cfg->batch is each process's: a step
+     * takes batch * size rows of the epoch's order, process k the k-th
+     * share (the last step's rows are shared as evenly as they go; a
+     * process without any computes on a stand-in row that counts for
+     * nothing), and the step's loss and gradients are the means over all
+     * of them, so that the run trains as one process with batch * size
+     * would, up to the order of the sums, and every process stays alike.
+     * Dropout masks differ between processes. Stops (cfg->stop) and
+     * failures in any process are agreed after every step or epoch, so all
+     * stop at the same step. The model must be data_parallel and have no
+     * numerics checks. */
+    RtDist *dist;
 } RtTrainConfig;
 
 /* Train s on d, continuing from s->epoch: runs epochs s->epoch + 1 to

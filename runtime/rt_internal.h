@@ -169,4 +169,31 @@ void rt_json_free(RtJson *v);
 /* The value under key in an object; NULL if absent or v is not an object. */
 const RtJson *rt_json_get(const RtJson *v, const char *key);
 
+/* ---- data parallelism (dist.c) ------------------------------------------------------
+ * One data-parallel step as rt_train runs it: dist_step_begin before the
+ * train program (this process's rows of the step, all processes' rows,
+ * the stop flag), dist_step_end after (whether any process had its flag
+ * set when the sync read it). The program's rt_dist_sync does the
+ * averaging. */
+typedef struct DistStep {
+    RtDist *d;
+    const RtModel *m;
+    RtSession *s;
+    double weight, total; /* this process's rows in the step; every process's */
+    const volatile sig_atomic_t *stop_flag; /* RtTrainConfig.stop */
+    bool stop_local, stop_any; /* the flag when the sync read it; in any process */
+    void *bucket; /* bucket_elems of the model's float type */
+    int64_t bucket_elems;
+} DistStep;
+
+RtStatus dist_step_setup(DistStep *st, RtDist *d, const RtModel *m, RtError *err);
+void dist_step_free(DistStep *st);
+void dist_step_begin(DistStep *st, RtSession *s, int64_t rows, int64_t total,
+                     const volatile sig_atomic_t *stop);
+bool dist_step_end(DistStep *st);
+/* RT_FAIL naming the first of vals[0, n) (n <= 16) that is not the same in
+ * every process, what[i] saying what it is. */
+RtStatus dist_check_same(RtDist *d, const int64_t *vals, const char *const *what, int n,
+                         RtError *err);
+
 #endif

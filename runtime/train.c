@@ -142,8 +142,17 @@ static int64_t count_correct(const RtSession *s, int64_t nb) {
  * m->max_batch; *loss is the mean loss weighted by batch size, *accuracy the
  * fraction of correct predictions (per label element), NaN without a metric.
  * Parameters are not changed (unless the eval program itself does). */
-RtStatus rt_evaluate(RtSession *s, const RtDataset *d, const int64_t *rows, int64_t nrows,
-                     double *loss, double *accuracy, RtError *err) {
+/* [lo, hi) of n rows: process `rank` of `size`'s share, as even as the
+ * shares go. */
+static void share(int64_t n, int rank, int size, int64_t *lo, int64_t *hi) {
+    *lo = n * rank / size;
+    *hi = n * (rank + 1) / size;
+}
+
+/* rt_evaluate; with dist, each process evaluates its share of the rows
+ * and the sums are added up, so every process gets the figures of all. */
+static RtStatus evaluate(RtSession *s, const RtDataset *d, const int64_t *rows, int64_t nrows,
+                         RtDist *dist, double *loss, double *accuracy, RtError *err) {
     const RtModel *m = s->m;
     if (rt_dataset_check(m, d, false, err) != RT_OK || check_eval(m, err) != RT_OK)
         return RT_FAIL;
@@ -154,14 +163,23 @@ RtStatus rt_evaluate(RtSession *s, const RtDataset *d, const int64_t *rows, int6
             return rt_fail(err, "row %lld is out of range for a dataset of %lld rows",
                            (long long)rows[k], (long long)d->n);
     double sum = 0;
-    int64_t correct = 0;
-    for (int64_t at = 0; at < nrows; at += m->max_batch) {
-        int64_t nb = nrows - at < m->max_batch ? nrows - at : m->max_batch;
+    int64_t correct = 0, lo = 0, hi = nrows;
+    if (dist)
+        share(nrows, dist->rank, dist->size, &lo, &hi);
+    for (int64_t at = lo; at < hi; at += m->max_batch) {
+        int64_t nb = hi - at < m->max_batch ? hi - at : m->max_batch;
         rt_dataset_gather(s, d, rows + at, nb);
         m->eval.fn(s->arena, nb);
         sum += read_scalar(s, &m->eval.roots[0]) * (double)nb;
         if (m->metric != RT_METRIC_NONE)
             correct += count_correct(s, nb);
+    }
+    if (dist && dist->size > 1) {
+        double v[2] = {sum, (double)correct};
+        if (dist->allreduce(dist, v, 2, RT_DIST_F64, RT_DIST_SUM, err) != RT_OK)
+            return RT_FAIL;
+        sum = v[0];
+        correct = (int64_t)v[1];
     }
     if (loss)
         *loss = sum / (double)nrows;
@@ -171,6 +189,11 @@ RtStatus rt_evaluate(RtSession *s, const RtDataset *d, const int64_t *rows, int6
         *accuracy = per_row ? (double)correct / ((double)nrows * (double)per_row) : NAN;
     }
     return RT_OK;
+}
+
+RtStatus rt_evaluate(RtSession *s, const RtDataset *d, const int64_t *rows, int64_t nrows,
+                     double *loss, double *accuracy, RtError *err) {
+    return evaluate(s, d, rows, nrows, NULL, loss, accuracy, err);
 }
 
 static RtStatus check_config(const RtModel *m, const RtDataset *d, const RtTrainConfig *cfg,
@@ -190,6 +213,12 @@ static RtStatus check_config(const RtModel *m, const RtDataset *d, const RtTrain
         return rt_fail(err, "split is %g; expected a fraction in [0, 1)", cfg->split);
     if (d->n < 1)
         return rt_fail(err, "the dataset has no rows");
+    if (cfg->dist && !m->data_parallel)
+        return rt_fail(err, "model '%s' was not compiled for data-parallel training (--mpi)",
+                       m->name);
+    if (cfg->dist && m->nonfinite_status)
+        return rt_fail(err, "numerics checks (--check-numerics) do not work in data-parallel "
+                            "training");
     return rt_dataset_check(m, d, false, err);
 }
 
@@ -224,8 +253,10 @@ static void log_key(FILE *f, const char *key, double v) {
 }
 
 /* One JSON object on one line; non-finite values left out (JSON has none). */
-static bool log_epoch(FILE *f, const RtEpochStats *e) {
+static bool log_epoch(FILE *f, const RtEpochStats *e, const RtDist *dist) {
     fprintf(f, "{\"epoch\":%lld,\"step\":%lld", (long long)e->epoch, (long long)e->step);
+    if (dist)
+        fprintf(f, ",\"processes\":%d", dist->size);
     log_key(f, "lr", e->lr);
     log_key(f, "loss", e->loss);
     log_key(f, "val_loss", e->val_loss);
@@ -245,6 +276,8 @@ typedef struct Run {
     int64_t last_epoch; /* train while s->epoch < last_epoch */
     int64_t epochs;     /* what the "epochs" hyper holds */
     FILE *log;
+    RtDist *dist;  /* cfg->dist: one process of a data-parallel run, or NULL */
+    DistStep step; /* its steps */
 } Run;
 
 /* perm[0, ntrain) in the order of epoch index k (0-based, absolute): the
@@ -286,13 +319,27 @@ static RtStatus run_epoch(RtSession *s, const RtDataset *d, const RtTrainConfig 
     order_epoch(run, s->epoch);
     double sum = 0, train_time = 0;
     int64_t seen = 0, at = s->epoch_rows < run->ntrain ? s->epoch_rows : 0;
+    int size = run->dist ? run->dist->size : 1;
     while (at < run->ntrain) {
-        int64_t nb = run->ntrain - at < cfg->batch ? run->ntrain - at : cfg->batch;
+        /* The step's rows over all processes, and this process's share; a
+         * process without any computes on a stand-in that weighs nothing. */
+        int64_t step_rows = cfg->batch * size, lo = 0, hi;
+        if (run->ntrain - at < step_rows)
+            step_rows = run->ntrain - at;
+        hi = step_rows;
+        if (run->dist)
+            share(step_rows, run->dist->rank, size, &lo, &hi);
+        int64_t nb = hi > lo ? hi - lo : 1;
         double t0 = now_seconds();
-        rt_dataset_gather(s, d, run->perm + at, nb);
+        rt_dataset_gather(s, d, run->perm + at + (hi > lo ? lo : 0), nb);
         RtRng rng = s->rng;
         rt_step_hypers(s, run->epochs);
+        if (run->dist)
+            dist_step_begin(&run->step, s, hi - lo, step_rows, cfg->stop);
         m->train.fn(s->arena, nb);
+        /* Every process must stop at the same step: with several, the
+         * flag as the sync read it, agreed there. */
+        bool stop = run->dist ? dist_step_end(&run->step) : stop_requested(cfg);
         double dt = now_seconds() - t0;
         train_time += dt;
         s->train_seconds += dt;
@@ -311,19 +358,19 @@ static RtStatus run_epoch(RtSession *s, const RtDataset *d, const RtTrainConfig 
         if (m->train_lr_root > 0)
             e->lr = read_scalar(s, &m->train.roots[m->train_lr_root]);
         s->step++;
-        at += nb;
+        at += step_rows;
         s->epoch_rows = at;
         if (!isfinite(loss))
             return rt_fail(err, "loss became %s at epoch %lld, step %lld",
                            isnan(loss) ? "nan" : loss > 0 ? "inf" : "-inf", (long long)e->epoch,
                            (long long)s->step);
-        sum += loss * (double)nb;
-        seen += nb;
+        sum += loss * (double)step_rows;
+        seen += step_rows;
         if (step_limit > 0 && s->step >= step_limit) {
             *at_limit = true;
             break;
         }
-        if (at < run->ntrain && stop_requested(cfg)) {
+        if (at < run->ntrain && stop) {
             *stopped = true;
             break;
         }
@@ -335,6 +382,52 @@ static RtStatus run_epoch(RtSession *s, const RtDataset *d, const RtTrainConfig 
     e->loss = sum / (double)seen;
     e->step = s->step;
     e->samples_per_s = train_time > 0 ? (double)seen / train_time : NAN;
+    return RT_OK;
+}
+
+/* Every process of a data-parallel run must train the same model on the
+ * same data with the same settings from the same state. */
+static RtStatus check_same(const Run *run, const RtSession *s, const RtDataset *d,
+                           const RtTrainConfig *cfg, RtError *err) {
+    const RtModel *m = s->m;
+    /* A sample of the data: its first and last bytes of each input. */
+    uint64_t h = 0xcbf29ce484222325u;
+    for (int i = 0; i < d->ninputs; i++) {
+        int64_t stride = d->row_stride ? d->row_stride[i] : d->row_elems[i];
+        int64_t elems = (d->n - 1) * stride + d->row_elems[i];
+        size_t bytes = (size_t)elems * (m->inputs[i].dtype == RT_INT ? 4 : (size_t)m->elem_size);
+        const unsigned char *p = d->data[i];
+        size_t span = bytes < 4096 ? bytes : 4096;
+        for (size_t k = 0; k < span; k++)
+            h = (h ^ p[k]) * 0x100000001b3u;
+        for (size_t k = bytes - span; k < bytes; k++)
+            h = (h ^ p[k]) * 0x100000001b3u;
+    }
+    int64_t split;
+    memcpy(&split, &cfg->split, sizeof split);
+    const int64_t vals[] = {
+        (int64_t)m->arena_bytes, d->n, (int64_t)h, cfg->batch, (int64_t)cfg->seed, split,
+        cfg->epochs, cfg->steps, cfg->skip_eval, s->step, s->epoch, s->epoch_rows,
+    };
+    static const char *const what[] = {
+        "the model (its arena bytes)", "the data's rows", "the data (a checksum of a sample)",
+        "the batch size", "the seed", "the held-out split", "the epochs", "the step limit",
+        "whether to evaluate", "the step to start from", "the epoch to start from",
+        "the row to start from",
+    };
+    return dist_check_same(run->dist, vals, what, (int)(sizeof vals / sizeof vals[0]), err);
+}
+
+/* Between epochs in a data-parallel run: st, a failure of any process
+ * (its message in err), and *stop, a stop asked of any, as every process
+ * sees them. */
+static RtStatus agree_between_epochs(RtDist *dist, RtStatus st, bool *stop, RtError *err) {
+    if ((st = rt_dist_agree(dist, st, err)) != RT_OK)
+        return st;
+    int64_t v = *stop;
+    if (dist->allreduce(dist, &v, 1, RT_DIST_I64, RT_DIST_MAX, err) != RT_OK)
+        return RT_FAIL;
+    *stop = v != 0;
     return RT_OK;
 }
 
@@ -372,6 +465,9 @@ static RtStatus start_run(const RtSession *s, const RtDataset *d, const RtTrainC
         memset((char *)s->arena + s->m->nonfinite_status, 0, sizeof(int64_t));
     if (cfg->log_path && !(run->log = fopen(cfg->log_path, s->step ? "a" : "w")))
         return rt_fail(err, "cannot open log '%s': %s", cfg->log_path, strerror(errno));
+    run->dist = cfg->dist;
+    if (run->dist)
+        return dist_step_setup(&run->step, run->dist, s->m, err);
     return RT_OK;
 }
 
@@ -403,15 +499,25 @@ RtStatus rt_train(RtSession *s, const RtDataset *d, const RtTrainConfig *cfg, Rt
     }
     Run run = {0};
     RtStatus st = start_run(s, d, cfg, &run, err);
+    if (run.dist && (st = rt_dist_agree(run.dist, st, err)) == RT_OK)
+        st = check_same(&run, s, d, cfg, err);
     int64_t step_limit = cfg->steps ? s->step + cfg->steps : 0;
     bool at_limit = false, stopped = false;
-    while (st == RT_OK && s->epoch < run.last_epoch && !at_limit) {
-        if (stop_requested(cfg)) {
+    for (;;) {
+        /* What only one process may have met (its log or on_epoch failed,
+         * a stop was asked of it), agreed by all. */
+        bool stop = stop_requested(cfg);
+        if (run.dist)
+            st = agree_between_epochs(run.dist, st, &stop, err);
+        if (st != RT_OK || s->epoch >= run.last_epoch || at_limit)
+            break;
+        if (stop) {
             stopped = true;
             break;
         }
         double t0 = now_seconds();
         RtEpochStats es = {.epoch = s->epoch + 1, .lr = NAN, .val_loss = NAN, .accuracy = NAN};
+        /* Failures in run_epoch and evaluate are every process's alike. */
         st = run_epoch(s, d, cfg, &run, step_limit, &es, &at_limit, &stopped, err);
         if (st == RT_NONFINITE && last)
             *last = (RtEpochStats){.epoch = es.epoch, .step = s->step + 1, .lr = NAN,
@@ -421,16 +527,16 @@ RtStatus rt_train(RtSession *s, const RtDataset *d, const RtTrainConfig *cfg, Rt
         if (st != RT_OK || stopped)
             break;
         if (!cfg->skip_eval && run.nval > 0)
-            st = rt_evaluate(s, d, run.perm + run.ntrain, run.nval, &es.val_loss, &es.accuracy,
-                             err);
+            st = evaluate(s, d, run.perm + run.ntrain, run.nval, run.dist, &es.val_loss,
+                          &es.accuracy, err);
         else if (!cfg->skip_eval && m->metric != RT_METRIC_NONE)
-            st = rt_evaluate(s, d, run.perm, run.ntrain, NULL, &es.accuracy, err);
+            st = evaluate(s, d, run.perm, run.ntrain, run.dist, NULL, &es.accuracy, err);
         if (st != RT_OK)
             break;
         es.seconds = now_seconds() - t0;
         if (!cfg->quiet)
             print_progress(out, &es, run.last_epoch);
-        if (run.log && !log_epoch(run.log, &es))
+        if (run.log && !log_epoch(run.log, &es, cfg->dist))
             st = rt_fail(err, "cannot write log '%s': %s", cfg->log_path, strerror(errno));
         if (last)
             *last = es;
@@ -445,5 +551,6 @@ RtStatus rt_train(RtSession *s, const RtDataset *d, const RtTrainConfig *cfg, Rt
     if (run.log && fclose(run.log) != 0 && st == RT_OK)
         st = rt_fail(err, "cannot write log '%s': %s", cfg->log_path, strerror(errno));
     free(run.perm);
+    dist_step_free(&run.step);
     return st;
 }
