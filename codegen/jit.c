@@ -284,13 +284,14 @@ static void set_jit_err(CgJit *j, char **err, const char *what, LLVMErrorRef e) 
  * so on; erf, erfc and log1p for float64 gelu and softplus; sin and cos for
  * schedules (llvm.sin, llvm.cos); memset/memcpy/
  * memmove because it turns loops into them; the runtime's matrix products
- * and parallel loops (pool.c). */
+ * and parallel loops (pool.c) and the gradient average of a data-parallel
+ * run (dist.c). */
 #define JIT_SYMBOLS(X)                                                                        \
     X(cblas_sgemm) X(cblas_dgemm) X(exp) X(expf) X(exp2) X(exp2f) X(log) X(logf) X(log2)      \
     X(log2f) X(tanh) X(tanhf) X(pow) X(powf) X(sqrt) X(sqrtf) X(floor) X(floorf) X(ceil)      \
     X(ceilf) X(fmod) X(fmodf) X(erf) X(erff) X(erfc) X(erfcf) X(log1p) X(log1pf) X(sin)       \
     X(sinf) X(cos) X(cosf) X(memset) X(memcpy) X(memmove) X(rt_gemm_f32) X(rt_gemm_f64)        \
-    X(rt_parallel_for) X(rt_profile_clock)
+    X(rt_parallel_for) X(rt_profile_clock) X(rt_dist_sync)
 
 /* Define JIT_SYMBOLS in jd as absolute, exported, callable symbols. */
 static LLVMErrorRef define_host_symbols(LLVMOrcLLJITRef lljit, LLVMOrcJITDylibRef jd) {

@@ -940,6 +940,17 @@ static LLVMValueRef call_parallel(Lower *L, Kern *k, LLVMValueRef *args, LLVMVal
     return NULL;
 }
 
+/* ---- data parallelism (Program.sync_at) ----------------------------------------------- */
+
+/* `void rt_dist_sync(ptr arena)`: the runtime averages the gradients over
+ * the processes of a data-parallel run. An ordinary external call, which
+ * may read and write any memory: no kernel's loads or stores move across
+ * it. */
+static void emit_sync(Lower *L, LLVMValueRef arena) {
+    LLVMTypeRef fty = LLVMFunctionType(L->vd, &L->ptr, 1, 0);
+    LLVMBuildCall2(L->b, fty, runtime_fn(L, "rt_dist_sync", fty), &arena, 1, "");
+}
+
 /* ---- profiling (Program.profile) ---------------------------------------------------- */
 
 /* `i64 rt_profile_clock()` (monotonic nanoseconds): an ordinary external
@@ -969,7 +980,8 @@ static void profile_end(Lower *L, const Program *p, LLVMValueRef arena, LLVMValu
 }
 
 /* `void name(ptr arena, i64 batch)`: each kernel in order, called with
- * arena + offset for each of its buffers; when the program checks
+ * arena + offset for each of its buffers, and rt_dist_sync before kernel
+ * p->sync_at; when the program checks
  * numerics, a kernel that returns true ends it, with its index + 1 in the
  * status word and the parameters and states as they were. When it
  * profiles, the clock is read before the first kernel and after each, and
@@ -995,6 +1007,11 @@ static void emit_program(Lower *L, const Program *p, const char *name) {
     for (int i = 0; i < nk; i++) {
         Kern *k = &ks[i];
         int nb = k->bufs.len;
+        if (i == p->sync_at) {
+            emit_sync(L, arena);
+            if (p->profile) /* the sync's time is the program's, no kernel's */
+                prev = profile_clock(L);
+        }
         LLVMValueRef *args = arena_alloc(L->a, sizeof *args * (size_t)(nb + 1));
         for (int b = 0; b < nb; b++) {
             LLVMValueRef off = LLVMConstInt(L->i64, k->bufs.items[b], 0);
@@ -1025,6 +1042,8 @@ static void emit_program(Lower *L, const Program *p, const char *name) {
             LLVMPositionBuilderAtEnd(L->b, next);
         }
     }
+    if (nk == p->sync_at)
+        emit_sync(L, arena);
     if (p->profile)
         profile_end(L, p, arena, start, prev);
     LLVMBuildRetVoid(L->b);

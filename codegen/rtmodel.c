@@ -125,10 +125,15 @@ RtModel *cg_rt_model(Arena *a, const Graph *g, const Plan *plan, RtFn const fns[
     m->state_param = state_param;
 
     /* The train program's roots are loss, lr (if the rule has one), then
-     * the updates (fuse.c, collect_roots). */
+     * the updates, then for PLAN_DATA_PARALLEL the gradients its sync
+     * averages (fuse.c, collect_roots). */
     m->train = program_of(a, g, &plan->prog[PROG_TRAIN], fns[PROG_TRAIN]);
     m->train_lr_root = g->lr && m->train.nroots > 1 ? 1 : 0;
     gc_assert(!m->train_lr_root || plan->prog[PROG_TRAIN].roots.items[1] == g->lr);
+    if (plan->prog[PROG_TRAIN].sync_at >= 0) {
+        m->data_parallel = true;
+        m->train_grad_root = plan->prog[PROG_TRAIN].grad_root;
+    }
     m->grad = program_of(a, g, &plan->prog[PROG_GRAD], fns[PROG_GRAD]);
     m->eval = program_of(a, g, &plan->prog[PROG_EVAL], fns[PROG_EVAL]);
     m->predict = program_of(a, g, &plan->prog[PROG_PREDICT], fns[PROG_PREDICT]);

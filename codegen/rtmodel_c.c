@@ -170,5 +170,7 @@ void cg_write_rt_model_c(FILE *f, const RtModel *m, const char *const fn_names[P
     if (m->profile_counters)
         fprintf(f, ",\n    .profile_counters = %zu, .profile_kernels = %d", m->profile_counters,
                 m->profile_kernels);
+    if (m->data_parallel)
+        fprintf(f, ",\n    .data_parallel = true, .train_grad_root = %d", m->train_grad_root);
     fputs(",\n};\n", f);
 }

@@ -112,7 +112,23 @@ static bool safe_in_update(const Graph *g, const Node *x, int owner, bool *seen,
     return !depends_on_owner(g, x, owner, seen, stack);
 }
 
-static void collect_roots(Graph *g, Program *p) {
+/* By node id: does the node depend on the batch (an input, or the RNG
+ * hyper that keys the dropout masks, which differs between the processes
+ * of a data-parallel run)? Ids are in topological order. */
+static bool *batch_dependent(const Graph *g) {
+    int n = g->nodes.len;
+    bool *dep = arena_alloc(g->arena, (size_t)n + 1);
+    for (int i = 0; i < n; i++) {
+        const Node *x = g->nodes.items[i];
+        dep[i] = x->op == OP_INPUT ||
+                 (x->op == OP_HYPER && g->hypers.items[x->attr.leaf.index].kind == HYPER_RNG);
+        for (int s = 0; s < x->nsrc && !dep[i]; s++)
+            dep[i] = dep[x->src[s]->id];
+    }
+    return dep;
+}
+
+static void collect_roots(Graph *g, Program *p, unsigned flags) {
     Arena *a = g->arena;
     switch (p->kind) {
     case PROG_TRAIN:
@@ -123,6 +139,15 @@ static void collect_roots(Graph *g, Program *p) {
             vec_push(a, &p->roots, g->lr);
         for (int i = 0; i < g->updates.len; i++)
             vec_push(a, &p->roots, g->updates.items[i]);
+        /* A gradient that does not depend on the batch is the same in
+         * every process: only the others are averaged. */
+        if (flags & PLAN_DATA_PARALLEL) {
+            bool *dep = batch_dependent(g);
+            p->grad_root = p->roots.len;
+            for (int i = 0; i < g->params.len; i++)
+                if (dep[g->params.items[i].grad->id])
+                    vec_push(a, &p->roots, g->params.items[i].grad);
+        }
         return;
     case PROG_GRAD:
         if (!g->loss || !g->has_grad)
@@ -291,10 +316,52 @@ static void schedule_updates_early(Graph *g, Program *p, const bool *mat) {
         p->kernels.items[k] = old[order[k]];
 }
 
-void fuse_program(Graph *g, Program *p, bool *mat, bool fuse) {
+/* PLAN_DATA_PARALLEL: first, in their order, the kernels that make the
+ * averaged gradients and their ancestors, and those that read no such
+ * gradient at any depth; then the others (what reads the averages, and
+ * every update), in theirs, with the sync point between. The first phase
+ * is closed under dependences (a source of an ancestor is one, and a
+ * source of a node that reads no gradient reads none), and the updates
+ * still follow every other kernel, as fusion placed them. */
+static void schedule_data_parallel(Graph *g, Program *p) {
+    int n = g->nodes.len, nk = p->kernels.len;
+    Arena *a = g->arena;
+    bool *after = arena_alloc(a, (size_t)n + 1); /* reads an averaged gradient */
+    bool *grad = arena_alloc(a, (size_t)n + 1);
+    for (int r = p->grad_root; r < p->roots.len; r++)
+        grad[p->roots.items[r]->id] = true;
+    for (int i = 0; i < n; i++) {
+        const Node *x = g->nodes.items[i];
+        for (int s = 0; s < x->nsrc && !after[i]; s++)
+            after[i] = grad[x->src[s]->id] || after[x->src[s]->id];
+    }
+    bool *below = grad; /* a gradient or an ancestor of one: before the sync */
+    for (int i = n - 1; i >= 0; i--) {
+        const Node *x = g->nodes.items[i];
+        for (int s = 0; below[i] && s < x->nsrc; s++)
+            below[x->src[s]->id] = true;
+    }
+    Kernel *old = arena_alloc(a, sizeof(Kernel) * (size_t)(nk + 1));
+    memcpy(old, p->kernels.items, sizeof(Kernel) * (size_t)nk);
+    int at = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int k = 0; k < nk; k++) {
+            const Node *r = old[k].root;
+            bool second = (after[r->id] && !below[r->id]) || r->op == OP_ASSIGN;
+            if (second == (pass == 1))
+                p->kernels.items[at++] = old[k];
+        }
+        if (pass == 0)
+            p->sync_at = at;
+    }
+}
+
+void fuse_program(Graph *g, Program *p, bool *mat, unsigned flags) {
     Arena *a = g->arena;
     int n = g->nodes.len;
-    collect_roots(g, p);
+    bool fuse = !(flags & PLAN_NO_FUSE);
+    p->sync_at = -1;
+    collect_roots(g, p, flags);
     bool *need = arena_alloc(a, (size_t)n), *is_root = arena_alloc(a, (size_t)n);
     for (int i = 0; i < p->roots.len; i++)
         need[p->roots.items[i]->id] = is_root[p->roots.items[i]->id] = true;
@@ -429,5 +496,8 @@ void fuse_program(Graph *g, Program *p, bool *mat, bool fuse) {
                 more[nmore++] = g->nodes.items[j];
         vec_push(a, &p->kernels, fused_kernel(x, more, nmore, mat, seen, a));
     }
-    schedule_updates_early(g, p, mat);
+    if ((flags & PLAN_DATA_PARALLEL) && p->kind == PROG_TRAIN && p->roots.len > 0)
+        schedule_data_parallel(g, p);
+    else
+        schedule_updates_early(g, p, mat);
 }

@@ -363,6 +363,13 @@ typedef struct Program {
      * adds each kernel's nanoseconds, the program's and 1 (a run) to the
      * counters at Plan.profile_counters. */
     bool profile;
+    /* PLAN_DATA_PARALLEL (the train program): codegen calls the runtime's
+     * rt_dist_sync(arena) before kernel sync_at (-1: never), when every
+     * kernel before it has made the gradients the processes of a
+     * data-parallel run average, roots[grad_root, roots.len) (perhaps
+     * none), and the loss, and no kernel after it has read one. */
+    int grad_root;
+    int sync_at;
 } Program;
 
 typedef struct Plan {
@@ -406,6 +413,15 @@ enum PlanFlag {
      * in the persistent region (Plan.profile_counters): gradc train
      * --profile. Combines with PLAN_CHECK_NUMERICS. */
     PLAN_PROFILE = 1u << 2,
+    /* The train program of one process of a data-parallel run (gradc
+     * train --mpi): each parameter gradient that depends on the batch is
+     * also a root (Program.grad_root), and the kernels run in two phases:
+     * first every kernel that does not read a gradient (the forward and
+     * backward passes), then, after a call to rt_dist_sync that averages
+     * the gradients over the processes (Program.sync_at), the kernels that
+     * do (gradient clipping, the updates). Updates then no longer run
+     * right after their gradient. */
+    PLAN_DATA_PARALLEL = 1u << 3,
 };
 
 /* Cut the programs out of the optimized graph, fuse, schedule and plan memory

@@ -28,7 +28,7 @@ void graph_for_each_root(Graph *g, void (*f)(Node *n, void *ud), void *ud);
  * (zeroed, one per node) is set for every node stored in memory: leaves,
  * kernel roots, views. fuse false: every computed node but constants and
  * element counts is stored by a kernel of its own (PLAN_NO_FUSE). */
-void fuse_program(Graph *g, Program *p, bool *mat, bool fuse);
+void fuse_program(Graph *g, Program *p, bool *mat, unsigned flags);
 
 /* The attributes of n as print.c shows them after its sources (" axes=[0]
  * keepdims", " 1e-12", " -> W1"; "" for none), into buf (print.c, dot.c). */

@@ -228,7 +228,7 @@ Plan *ir_plan_flags(Graph *g, int64_t max_batch, int elem_size, unsigned mask, u
         p->name = prog_names[k];
         mat[k] = arena_alloc(a, (size_t)n);
         if (mask >> k & 1)
-            fuse_program(g, p, mat[k], !(flags & PLAN_NO_FUSE));
+            fuse_program(g, p, mat[k], flags);
     }
     plan->profile_counters = PLAN_NONE;
     if ((flags & PLAN_PROFILE) && (mask >> PROG_TRAIN & 1)) {
