@@ -8,7 +8,8 @@
  * model's description (cg_write_rt_model_c), its RunModel (data source with
  * absolute paths, train block defaults, model hash, CPU features) and a
  * main, and links them with the system C compiler against the static run
- * and runtime libraries and OpenBLAS. Also the helpers build_lib.c (--lib)
+ * and runtime libraries and OpenBLAS (and with --mpi, the MPI transport
+ * and MPI). Also the helpers build_lib.c (--lib)
  * shares: the C compiler, the libraries, running a command.
  *
  * Owns the generated program text and the link; must not run the model.
@@ -41,6 +42,14 @@
 #ifndef GRADC_SOURCE_PATH
 #define GRADC_SOURCE_PATH ""
 #endif
+/* gradc build --mpi: the MPI transport's library and how to link MPI
+ * (an MPI build of gradc only, GRADC_HAVE_MPI). */
+#ifndef GRADC_RT_MPI_LIB_PATH
+#define GRADC_RT_MPI_LIB_PATH ""
+#endif
+#ifndef GRADC_MPI_LIBS
+#define GRADC_MPI_LIBS ""
+#endif
 #ifndef GRADC_CC_FLAGS
 #define GRADC_CC_FLAGS ""
 #endif
@@ -71,6 +80,10 @@ static const char usage_build[] =
     "  --batch N       the largest mini-batch the program runs (default: the\n"
     "                  train block's batch); PROG train --batch may be smaller\n"
     "  --lib           a C library instead of a program: NAME.o and NAME.h\n"
+    "  --mpi           a program for data-parallel training over MPI: `mpirun\n"
+    "                  -np N PROG train` trains on N processes, each taking\n"
+    "                  --batch rows of every step (docs/distributed.md); it then\n"
+    "                  also needs Open MPI where it runs\n"
     "  -q, --quiet     no summary line\n"
     "  --time-passes   time each stage, the C compiler's included (on stderr)\n"
     "  --max-memory SIZE  refuse a model whose arena needs more (512M, 2G;\n"
@@ -150,6 +163,12 @@ const char *build_runtime_lib(RtError *err) {
 const char *build_run_lib(RtError *err) {
     static const char *cache;
     return find_lib("driver/libgradc_run.a", GRADC_RUN_LIB_PATH, &cache, err);
+}
+
+/* The MPI transport (runtime/mpi/): an MPI build of gradc has it. */
+static const char *build_rt_mpi_lib(RtError *err) {
+    static const char *cache;
+    return find_lib("runtime/libgradc_rt_mpi.a", GRADC_RT_MPI_LIB_PATH, &cache, err);
 }
 
 /* Does dir hold the headers a built program's C file includes? */
@@ -245,7 +264,8 @@ static const char *data_kind_enum(RunDataKind k) {
 
 /* r as `static const RunModel run_model`, pointing at the RtModel `rm_var`,
  * with the tables it needs before it. */
-static void put_run_model(FILE *f, const RunModel *r, int ninputs, const char *rm_var) {
+static void put_run_model(FILE *f, const RunModel *r, int ninputs, const char *rm_var,
+                          bool mpi) {
     const RunData *ds = &r->data;
     if (ds->nfiles) {
         fputs("static const RtNpyFile run_files[] = {\n", f);
@@ -316,6 +336,8 @@ static void put_run_model(FILE *f, const RunModel *r, int ninputs, const char *r
     cg_put_c_string(f, r->target);
     fputs(",\n    .cpu_features = run_cpu_features,\n    .optimizer = ", f);
     cg_put_c_string(f, r->optimizer);
+    if (mpi)
+        fputs(",\n    .dist_start = rt_mpi_start,\n    .dist_finish = rt_mpi_finish", f);
     fputs(",\n};\n", f);
 }
 
@@ -359,11 +381,12 @@ static RtStatus write_program_c(const BuildModel *b, const RunModel *r, const ch
     fprintf(f, "/* The training program of %s, written by gradc build for %s. */\n",
             b->m->src->path, b->target);
     fputs("#include <math.h>\n#include <stdbool.h>\n#include <stdint.h>\n#include <stdio.h>\n"
-          "#include <string.h>\n\n#include \"driver/run.h\"\n#include \"runtime/rt.h\"\n\n",
+          "#include <string.h>\n\n#include \"driver/run.h\"\n#include \"runtime/rt.h\"\n",
           f);
+    fputs(b->mpi ? "#include \"runtime/rt_mpi.h\"\n\n" : "\n", f);
     cg_write_rt_model_c(f, b->rm, b->fn_names, "gradc_model");
     fputc('\n', f);
-    put_run_model(f, r, b->rm->ninputs, "gradc_model");
+    put_run_model(f, r, b->rm->ninputs, "gradc_model", b->mpi);
     put_main(f, b->cpu_features);
     if (fclose(f) != 0)
         return rt_fail(err, "cannot write '%s': %s", path, strerror(errno));
@@ -376,19 +399,26 @@ static RtStatus build_program(const BuildModel *b, const RunModel *r, const char
                               RtError *err) {
     Arena *a = b->a;
     const char *inc = build_include_dir(err), *run = inc ? build_run_lib(err) : NULL,
-               *rt = run ? build_runtime_lib(err) : NULL;
+               *rt = run ? build_runtime_lib(err) : NULL, *mpi = "";
     if (!rt)
         return RT_FAIL;
+    if (b->mpi) {
+        const char *lib = build_rt_mpi_lib(err);
+        if (!lib)
+            return RT_FAIL;
+        mpi = arena_printf(a, "%s %s", build_shell_quote(a, lib), GRADC_MPI_LIBS);
+    }
     const char *c_file = arena_printf(a, "%s/program.c", b->tmpdir);
     if (write_program_c(b, r, c_file, err) != RT_OK)
         return RT_FAIL;
     timing_mark(b->timing, "C source");
     const char *tmp = arena_printf(a, "%s.tmp.%ld", out, (long)getpid());
-    const char *cmd = arena_printf(a, "%s %s -std=c11 -O2 -I%s -o %s %s %s %s %s %s -lz -lm "
+    const char *cmd = arena_printf(a, "%s %s -std=c11 -O2 -I%s -o %s %s %s %s %s %s %s -lz -lm "
                                       "-lpthread",
-                                   build_cc(), build_cc_flags(), build_shell_quote(a, inc), build_shell_quote(a, tmp),
-                                   build_shell_quote(a, c_file), build_shell_quote(a, b->object), build_shell_quote(a, run), build_shell_quote(a, rt),
-                                   GRADC_BLAS_LIBS);
+                                   build_cc(), build_cc_flags(), build_shell_quote(a, inc),
+                                   build_shell_quote(a, tmp), build_shell_quote(a, c_file),
+                                   build_shell_quote(a, b->object), build_shell_quote(a, run),
+                                   mpi, build_shell_quote(a, rt), GRADC_BLAS_LIBS);
     if (build_run(b, "linking the program", cmd, err) != RT_OK) {
         unlink(tmp);
         return RT_FAIL;
@@ -407,7 +437,7 @@ static RtStatus build_program(const BuildModel *b, const RunModel *r, const char
 typedef struct BuildOpts {
     const char *model, *out, *target, *optimizer;
     int64_t batch;
-    bool lib, quiet, time_passes;
+    bool lib, quiet, time_passes, mpi;
 } BuildOpts;
 
 static const RunCli gradc_cli = {.name = "gradc", .invoke = "gradc", .built = NULL};
@@ -426,6 +456,8 @@ static int parse_build_opts(int argc, char **argv, BuildOpts *o) {
             o->lib = true;
         } else if (!strcmp(a, "--time-passes")) {
             o->time_passes = true;
+        } else if (!strcmp(a, "--mpi")) {
+            o->mpi = true;
         } else if ((v = run_opt_value(argc, argv, &i, "-o"))) {
             o->out = v;
         } else if ((v = run_opt_value(argc, argv, &i, "--target"))) {
@@ -455,6 +487,9 @@ static int parse_build_opts(int argc, char **argv, BuildOpts *o) {
     if (!o->out)
         return run_usage_error(&gradc_cli, "build", "no output given: -o %s", o->lib ? "NAME"
                                                                                     : "PROG");
+    if (o->mpi && o->lib)
+        return run_usage_error(&gradc_cli, "build", "--mpi makes training programs, not "
+                                                    "libraries (--lib)");
     return 0;
 }
 
@@ -513,6 +548,11 @@ int cmd_build(int argc, char **argv) {
     Timing tm;
     timing_start(&tm, o.time_passes);
 
+    if (o.mpi && !*GRADC_RT_MPI_LIB_PATH) {
+        fprintf(stderr, "gradc: error: --mpi: this gradc was built without MPI (install "
+                        "libopenmpi-dev and rebuild it; docs/distributed.md)\n");
+        goto out;
+    }
     Model *m = load_model(a, &d, o.model);
     if (!m || !writable_dir_of(a, o.out))
         goto out;
@@ -539,7 +579,7 @@ int cmd_build(int argc, char **argv) {
     /* gradc train's plan (every program but the gradient check's), so that
      * the arena layout and the code are the JIT's. */
     int64_t batch = o.batch > 0 ? o.batch : m->train.batch;
-    Plan *plan = ir_plan_programs(g, batch, 4, ~(1u << PROG_GRAD));
+    Plan *plan = ir_plan_flags(g, batch, 4, ~(1u << PROG_GRAD), o.mpi ? PLAN_DATA_PARALLEL : 0);
     timing_mark(&tm, "fuse and plan");
     if (!compile_check_memory(&d, g, plan)) { /* the built program's arena, on this machine */
         print_diags(&d);
@@ -561,7 +601,7 @@ int cmd_build(int argc, char **argv) {
     BuildModel b = {.a = a, .m = m, .g = g, .plan = plan, .object = object, .tmpdir = tmpdir,
                     .target = o.target, .cpu_features = cg_target_cpu_features(o.target),
                     .optimizer = o.optimizer, .hash = r.hash, .batch = batch,
-                    .timing = &tm};
+                    .timing = &tm, .mpi = o.mpi};
     RtFn fns[PROG_COUNT] = {0};
     for (int k = 0; k < PROG_COUNT; k++)
         if (plan->prog[k].roots.len)

@@ -36,6 +36,7 @@ typedef struct BuildModel {
     const char *hash;   /* the model hash gradc train stores (ckpt_model_hash with optimizer) */
     int64_t batch;      /* the largest batch it was compiled for (rm->max_batch) */
     struct Timing *timing; /* --time-passes: each step marks its stage ("cc"); may be NULL */
+    bool mpi;           /* --mpi: data-parallel, linked with the MPI transport */
 } BuildModel;
 
 /* The C compiler: $CC, else "cc". */

@@ -27,6 +27,9 @@
 #include "release.h"
 #include "run.h"
 #include "timing.h"
+#ifdef GRADC_HAVE_MPI
+#include "runtime/rt_mpi.h"
+#endif
 
 const RunCli gradc_cli = {.name = "gradc", .invoke = "gradc", .built = NULL};
 
@@ -111,6 +114,10 @@ static int cmd_train(int argc, char **argv) {
         goto out;
     timing_mark(&tm, "front end");
     run_model_from(a, &r, m, o.optimizer, false);
+#ifdef GRADC_HAVE_MPI
+    r.dist_start = rt_mpi_start;
+    r.dist_finish = rt_mpi_finish;
+#endif
     if ((rc = run_train_check(&gradc_cli, &o, &r)))
         goto out;
     rc = EXIT_USER;
@@ -129,11 +136,13 @@ static int cmd_train(int argc, char **argv) {
      * --check-numerics: a finite check after every kernel of the train
      * program, and the explanation when one fails (numerics.c).
      * --profile: the train program times its kernels, and the report
-     * comes after training (profile.c). */
+     * comes after training (profile.c). --mpi: the train program averages
+     * its gradients over the processes before its updates
+     * (PLAN_DATA_PARALLEL). */
     int64_t batch = o.batch > 0 ? o.batch : m->train.batch;
     Plan *plan;
-    unsigned plan_flags =
-        (o.check_numerics ? PLAN_CHECK_NUMERICS : 0) | (o.profile ? PLAN_PROFILE : 0);
+    unsigned plan_flags = (o.check_numerics ? PLAN_CHECK_NUMERICS : 0) |
+                          (o.profile ? PLAN_PROFILE : 0) | (o.mpi ? PLAN_DATA_PARALLEL : 0);
     unsigned progs = 1u << PROG_TRAIN | (run_train_evaluates(&o) ? 1u << PROG_EVAL : 0);
     if (!(cg = compile_jit_flags(a, &d, m->graph, batch, progs, plan_flags, &r, &tm, &plan)))
         goto out;

@@ -91,6 +91,13 @@ typedef struct RunModel {
     const char *target;
     const char *const *cpu_features;
     const char *optimizer;
+    /* Data-parallel training (docs/distributed.md): start the transport and
+     * return this process's RtDist (rt_mpi_start), and end it
+     * (rt_mpi_finish). NULL: this gradc or program has no MPI. gradc trains
+     * so with --mpi; a program built with --mpi always does (one process
+     * when mpirun did not start it). */
+    RtStatus (*dist_start)(RtDist **d, RtError *err);
+    void (*dist_finish)(RtDist *d);
 } RunModel;
 
 /* Who runs the commands: gradc (built NULL; every command's first argument
@@ -115,6 +122,7 @@ typedef struct RunTrainOpts {
     bool check_numerics;  /* --check-numerics (gradc only): stop at the first NaN or Inf */
     bool time_passes;     /* --time-passes (gradc only): time per compile stage */
     bool profile;         /* --profile (gradc only): time per kernel of the train program */
+    bool mpi;             /* --mpi: one process of a data-parallel run */
     bool have_lr, have_seed, have_split, quiet, help;
 } RunTrainOpts;
 

@@ -129,7 +129,10 @@ static void usage_train(FILE *f, const RunCli *c) {
               "                  program as a share of the step (on stderr)\n"
               "  --time-passes   print the time each compile stage took\n"
               "  --max-memory SIZE  refuse a model whose arena needs more (512M, 2G;\n"
-              "                  default: the machine's memory and limits)\n",
+              "                  default: the machine's memory and limits)\n"
+              "  --mpi           train as one of the processes of `mpirun -np N gradc\n"
+              "                  train M.nn --mpi`: each takes --batch rows of every step\n"
+              "                  and the gradients are averaged (docs/distributed.md)\n",
               f);
     } else {
         fprintf(f,
@@ -148,6 +151,11 @@ static void usage_train(FILE *f, const RunCli *c) {
     fputs(train_rest, f);
     if (b)
         fputs("\nThe update rule is compiled in: gradc build --optimizer R changes it.\n", f);
+    if (b && b->dist_start)
+        fprintf(f, "\nBuilt with --mpi: `mpirun -np N %s train` trains on N processes, each\n"
+                   "taking --batch rows of every step, with the gradients averaged over them\n"
+                   "(docs/distributed.md). Started alone, it is one process.\n",
+                c->invoke);
 }
 
 static const char predict_opts[] =
@@ -203,7 +211,10 @@ static void usage_predict(FILE *f, const RunCli *c) {
         fputs("  --batch N       rows per run of the predict program (default 256)\n"
               "  --time-passes   print the time each compile stage took\n"
               "  --max-memory SIZE  refuse a model whose arena needs more (512M, 2G;\n"
-              "                  default: the machine's memory and limits)\n",
+              "                  default: the machine's memory and limits)\n"
+              "  --mpi           train as one of the processes of `mpirun -np N gradc\n"
+              "                  train M.nn --mpi`: each takes --batch rows of every step\n"
+              "                  and the gradients are averaged (docs/distributed.md)\n",
               f);
     else
         fprintf(f, "  --batch N       rows per run of the predict program (default and at\n"
@@ -239,7 +250,10 @@ static void usage_eval(FILE *f, const RunCli *c) {
         fputs("  --batch N       rows per run of the eval program (default 256)\n"
               "  --time-passes   print the time each compile stage took\n"
               "  --max-memory SIZE  refuse a model whose arena needs more (512M, 2G;\n"
-              "                  default: the machine's memory and limits)\n",
+              "                  default: the machine's memory and limits)\n"
+              "  --mpi           train as one of the processes of `mpirun -np N gradc\n"
+              "                  train M.nn --mpi`: each takes --batch rows of every step\n"
+              "                  and the gradients are averaged (docs/distributed.md)\n",
               f);
     else
         fprintf(f, "  --batch N       rows per run of the eval program (default and at most\n"
@@ -359,6 +373,12 @@ int run_parse_train(const RunCli *c, int argc, char **argv, RunTrainOpts *o) {
             rc = gradc_only(c, "train", a, &o->profile);
         } else if (!strcmp(a, "--time-passes")) {
             rc = gradc_only(c, "train", a, &o->time_passes);
+        } else if (!strcmp(a, "--mpi")) {
+            o->mpi = true;
+            if (c->built && !c->built->dist_start)
+                rc = run_usage_error(c, "train", "--mpi: this program was built without it "
+                                                 "(gradc build %s --mpi)",
+                                     c->built->path);
         } else if (a[0] == '-') {
             rc = run_usage_error(c, "train", "unknown option '%s'", a);
         } else {
@@ -369,6 +389,9 @@ int run_parse_train(const RunCli *c, int argc, char **argv, RunTrainOpts *o) {
     }
     if (rc)
         return rc;
+    if (o->mpi && o->check_numerics)
+        return run_usage_error(c, "train", "--check-numerics does not work with --mpi: find the "
+                                           "NaN in a run of one process");
     if (!c->built && !o->model)
         return run_usage_error(c, "train", "no model file given");
     if (o->weights && o->resume)

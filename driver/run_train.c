@@ -21,7 +21,6 @@
 #include "run_internal.h"
 
 int run_train_check(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
-    (void)o;
     if (!m->has_loss)
         return run_model_error(m, "the model has no 'loss = ...' statement, so there is nothing "
                                   "to train");
@@ -29,6 +28,9 @@ int run_train_check(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
         return run_model_error(m, "the train block has no 'data = ...' (csv, idx, npy or text), "
                                   "so %s does not know what to train on",
                                c->built ? "the program" : "gradc");
+    if (o->mpi && !m->dist_start)
+        return run_error(c, "--mpi: this gradc was built without MPI (install libopenmpi-dev "
+                            "and rebuild it; docs/distributed.md)");
     return 0;
 }
 
@@ -195,7 +197,8 @@ static int report_nonfinite(const RunCli *c, const RunModel *m, const RtSession 
 }
 
 /* The summary line before training. */
-static void print_summary(const RunCli *c, const RunModel *m, const RtDataset *data) {
+static void print_summary(const RunCli *c, const RunModel *m, const RtDataset *data,
+                          const RtDist *dist, int64_t batch) {
     const RtModel *rm = m->rm;
     int64_t nvalues = 0;
     for (int i = 0; i < rm->nparams; i++)
@@ -206,7 +209,10 @@ static void print_summary(const RunCli *c, const RunModel *m, const RtDataset *d
         printf("built for %s", m->target);
     else
         printf("compiled in %.0f ms", m->compile_ms);
-    printf("; %lld rows; OpenBLAS %s\n", (long long)data->n, rt_blas_corename());
+    printf("; %lld rows; OpenBLAS %s", (long long)data->n, rt_blas_corename());
+    if (dist)
+        printf("; %d processes, %lld rows a step each", dist->size, (long long)batch);
+    putchar('\n');
 }
 
 bool run_train_evaluates(const RunTrainOpts *o) { return !o->quiet || o->log || o->plot; }
@@ -215,12 +221,23 @@ int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
     int rc = run_train_check(c, o, m);
     if (rc)
         return rc;
+    /* A data-parallel run: every process runs all of this, but only
+     * process 0 prints, logs and saves. Until training starts, a failure
+     * in any process (a file only one of them lacks) is agreed by all
+     * (rt_dist_agree) before process 0 reports it. */
+    RtDist *dist = NULL;
+    bool agreed = false;
+    RtError err;
+    if (o->mpi || (c->built && m->dist_start)) {
+        if (m->dist_start(&dist, &err) != RT_OK)
+            return run_error(c, err.msg);
+    }
+    bool lead = !dist || dist->rank == 0;
     rc = RUN_EXIT_USER;
     const RtModel *rm = m->rm;
     RunPool pool = {0};
     RtSession s = {0};
     RtDataset data = {0};
-    RtError err;
     char *classes = NULL;
     RunKnown known = {0};
     Plotter plot = {.path = o->plot, .c = c};
@@ -254,8 +271,6 @@ int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
     if (run_known_from(o->resume ? o->resume : o->weights, &known, &err) != RT_OK ||
         run_load_data(&pool, m, o->data, NULL, &known, &vocab, &data, &err) != RT_OK)
         goto rt_error;
-    if (!o->quiet)
-        print_summary(c, m, &data);
     RtTrainConfig tc = {
         .epochs = o->epochs > 0 ? (int)o->epochs : m->epochs,
         .steps = o->steps,
@@ -263,10 +278,13 @@ int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
         .seed = seed,
         .split = o->have_split ? o->split : m->split,
         .log_path = o->log,
-        .quiet = o->quiet,
+        .quiet = o->quiet || !lead,
         .out = stdout,
         .skip_eval = !run_train_evaluates(o),
+        .dist = dist,
     };
+    if (!lead)
+        tc.log_path = NULL;
     /* Every checkpoint carries the seed for --resume, the version and model
      * hash, and for text the vocabulary and context (predict needs them),
      * for string labels the class names (predict --top). */
@@ -287,24 +305,37 @@ int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
     /* An unwritable --plot path is an error before training, not after. */
     plot.title = run_printf(&pool, "%s: training", rm->name);
     RunOut probe;
-    if (o->plot) {
+    if (o->plot && lead) {
         if (run_out_open(o->plot, &probe, &err) != RT_OK)
             goto rt_error;
         run_out_finish(o->plot, &probe, false, &err);
     }
     EpochHooks hooks = {&sv, &plot};
-    if (o->save_every || o->plot) {
+    if (lead && (o->save_every || o->plot)) {
         tc.on_epoch = on_epoch;
         tc.on_epoch_user = &hooks;
     }
+    if (dist) {
+        /* Every process has what it needs: then all start from process
+         * 0's weights, states and counters. */
+        agreed = true;
+        if (rt_dist_agree(dist, RT_OK, &err) != RT_OK)
+            goto rt_error;
+        if (rt_dist_broadcast_session(dist, &s, &err) != RT_OK) {
+            fprintf(stderr, "%s: error: process %d: %s\n", c->name, dist->rank, err.msg);
+            dist->abort(dist, RUN_EXIT_USER);
+        }
+    }
+    if (!o->quiet && lead)
+        print_summary(c, m, &data, dist, tc.batch);
     tc.stop = &ckpt_stop_signal;
     RtEpochStats last;
     ckpt_catch_signals(c->name);
     RtStatus st = rt_train(&s, &data, &tc, &last, &err);
-    if (st == RT_OK && sv.saved_step != s.step)
+    if (st == RT_OK && lead && sv.saved_step != s.step)
         st = save_now(&sv, &s, &err);
     ckpt_release_signals();
-    if (m->report_profile)
+    if (m->report_profile && lead)
         m->report_profile(m->profile_user, &s, tc.batch);
     if (st == RT_NONFINITE) {
         rc = report_nonfinite(c, m, &s, &last, &sv);
@@ -313,6 +344,10 @@ int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
     if (st != RT_OK)
         goto rt_error;
     int sig = ckpt_stop_signal;
+    if (!lead) {
+        rc = sig && last.stopped ? 128 + sig : 0;
+        goto out;
+    }
     if (sig) {
         /* 128 + the signal, as a shell reports a process the signal ended:
          * a script looping over runs stops too. */
@@ -336,7 +371,9 @@ int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
     rc = plot.failed ? RUN_EXIT_USER : 0;
     goto out;
 rt_error:
-    rc = run_error(c, err.msg);
+    if (dist && !agreed)
+        rt_dist_agree(dist, RT_FAIL, &err);
+    rc = lead ? run_error(c, err.msg) : RUN_EXIT_USER;
 out:
     free(plot.epochs);
     free(classes);
@@ -345,5 +382,7 @@ out:
     if (s.arena)
         rt_session_free(&s);
     run_pool_free(&pool);
+    if (dist)
+        m->dist_finish(dist);
     return rc;
 }
