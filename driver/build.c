@@ -50,6 +50,9 @@
 #ifndef GRADC_MPI_LIBS
 #define GRADC_MPI_LIBS ""
 #endif
+#ifndef GRADC_MPI_PLUGIN_PATH
+#define GRADC_MPI_PLUGIN_PATH ""
+#endif
 #ifndef GRADC_CC_FLAGS
 #define GRADC_CC_FLAGS ""
 #endif
@@ -165,10 +168,16 @@ const char *build_run_lib(RtError *err) {
     return find_lib("driver/libgradc_run.a", GRADC_RUN_LIB_PATH, &cache, err);
 }
 
-/* The MPI transport (runtime/mpi/): an MPI build of gradc has it. */
+/* The MPI transport (runtime/mpi/): an MPI build of gradc has it, as a
+ * static library and as the module gradc train --mpi loads. */
 static const char *build_rt_mpi_lib(RtError *err) {
     static const char *cache;
     return find_lib("runtime/libgradc_rt_mpi.a", GRADC_RT_MPI_LIB_PATH, &cache, err);
+}
+
+const char *build_mpi_plugin(RtError *err) {
+    static const char *cache;
+    return find_lib("runtime/libgradc_mpi.so", GRADC_MPI_PLUGIN_PATH, &cache, err);
 }
 
 /* Does dir hold the headers a built program's C file includes? */

@@ -53,6 +53,10 @@ const char *build_include_dir(RtError *err);
 /* The run library (libgradc_run.a: the train, predict and eval commands of
  * a built program), found the same way. */
 const char *build_run_lib(RtError *err);
+/* The MPI transport's module that gradc train --mpi loads
+ * (runtime/libgradc_mpi.so), found as the libraries are; NULL after
+ * saying why in err. */
+const char *build_mpi_plugin(RtError *err);
 /* s in single quotes for the shell (in a). */
 const char *build_shell_quote(Arena *a, const char *s);
 /* Run a shell command; its stderr goes to the scratch directory and into

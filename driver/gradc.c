@@ -28,7 +28,7 @@
 #include "run.h"
 #include "timing.h"
 #ifdef GRADC_HAVE_MPI
-#include "runtime/rt_mpi.h"
+#include "mpi_plugin.h"
 #endif
 
 const RunCli gradc_cli = {.name = "gradc", .invoke = "gradc", .built = NULL};
@@ -115,8 +115,8 @@ static int cmd_train(int argc, char **argv) {
     timing_mark(&tm, "front end");
     run_model_from(a, &r, m, o.optimizer, false);
 #ifdef GRADC_HAVE_MPI
-    r.dist_start = rt_mpi_start;
-    r.dist_finish = rt_mpi_finish;
+    r.dist_start = mpi_plugin_start;
+    r.dist_finish = mpi_plugin_finish;
 #endif
     if ((rc = run_train_check(&gradc_cli, &o, &r)))
         goto out;
