@@ -110,6 +110,17 @@ void profile_report(void *user, const RtSession *s, int64_t batch) {
             ws = len;
     }
     qsort(rows, (size_t)nk, sizeof *rows, by_time);
+    /* --mpi: the program's time outside its kernels is the gradient
+     * average (rt_dist_sync, Program.sync_at), waiting for the other
+     * processes included. */
+    double sync = 0;
+    if (p->sync_at >= 0) {
+        sync = in_prog;
+        for (int k = 0; k < nk; k++)
+            sync -= 1e-9 * (double)c[k];
+        if (sync < 0)
+            sync = 0;
+    }
 
     FILE *f = stderr;
     fprintf(f, "gradc: profile of the train program: %lld step%s (batch %lld), %.4g ms a step "
@@ -125,6 +136,10 @@ void profile_report(void *user, const RtSession *s, int64_t batch) {
                 shape_str(&p->kernels.items[r->k].root->shape, buf, sizeof buf),
                 lab[r->k].source);
     }
+    if (p->sync_at >= 0)
+        fprintf(f, "  %5.1f%%  %9.4f  %4s  averaging the gradients over the processes (waits "
+                   "for the slowest included)\n",
+                sync * share, sync * ms, "-");
     fprintf(f, "  %5.1f%%  %9.4f  %4s  outside the program (gathering the batch, per-step "
                "hyperparameters)\n",
             outside * share, outside * ms, "-");
@@ -135,6 +150,8 @@ void profile_report(void *user, const RtSession *s, int64_t batch) {
     for (int g = 0; g < KG_COUNT; g++)
         if (has[g])
             fprintf(f, " %s %.1f%%,", names[g], group[g] * share);
+    if (p->sync_at >= 0)
+        fprintf(f, " gradient average %.1f%%,", sync * share);
     fprintf(f, " outside %.1f%%\n", outside * share);
     double since = s->first_step_boottime > 0 ? profile_since_start(s->first_step_boottime) : -1;
     if (since >= 0)
