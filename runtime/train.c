@@ -138,12 +138,8 @@ static int64_t count_correct(const RtSession *s, int64_t nb) {
     return correct;
 }
 
-/* Contract: runs eval.fn over rows[0, nrows) of d in batches of at most
- * m->max_batch; *loss is the mean loss weighted by batch size, *accuracy the
- * fraction of correct predictions (per label element), NaN without a metric.
- * Parameters are not changed (unless the eval program itself does). */
 /* [lo, hi) of n rows: process `rank` of `size`'s share, as even as the
- * shares go. */
+ * shares go (they differ by at most one row). */
 static void share(int64_t n, int rank, int size, int64_t *lo, int64_t *hi) {
     *lo = n * rank / size;
     *hi = n * (rank + 1) / size;
@@ -191,6 +187,10 @@ static RtStatus evaluate(RtSession *s, const RtDataset *d, const int64_t *rows, 
     return RT_OK;
 }
 
+/* Contract: runs eval.fn over rows[0, nrows) of d in batches of at most
+ * m->max_batch; *loss is the mean loss weighted by batch size, *accuracy the
+ * fraction of correct predictions (per label element), NaN without a metric.
+ * Parameters are not changed (unless the eval program itself does). */
 RtStatus rt_evaluate(RtSession *s, const RtDataset *d, const int64_t *rows, int64_t nrows,
                      double *loss, double *accuracy, RtError *err) {
     return evaluate(s, d, rows, nrows, NULL, loss, accuracy, err);
@@ -387,7 +387,7 @@ static RtStatus run_epoch(RtSession *s, const RtDataset *d, const RtTrainConfig 
 
 /* Every process of a data-parallel run must train the same model on the
  * same data with the same settings from the same state. */
-static RtStatus check_same(const Run *run, const RtSession *s, const RtDataset *d,
+static RtStatus check_same(RtDist *dist, const RtSession *s, const RtDataset *d,
                            const RtTrainConfig *cfg, RtError *err) {
     const RtModel *m = s->m;
     /* A sample of the data: its first and last bytes of each input. */
@@ -405,17 +405,19 @@ static RtStatus check_same(const Run *run, const RtSession *s, const RtDataset *
     }
     int64_t split;
     memcpy(&split, &cfg->split, sizeof split);
+    /* The first that differs is reported: the batch before the arena,
+     * which gradc's JIT sizes for the batch. */
     const int64_t vals[] = {
-        (int64_t)m->arena_bytes, d->n, (int64_t)h, cfg->batch, (int64_t)cfg->seed, split,
+        cfg->batch, (int64_t)m->arena_bytes, d->n, (int64_t)h, (int64_t)cfg->seed, split,
         cfg->epochs, cfg->steps, cfg->skip_eval, s->step, s->epoch, s->epoch_rows,
     };
     static const char *const what[] = {
-        "the model (its arena bytes)", "the data's rows", "the data (a checksum of a sample)",
-        "the batch size", "the seed", "the held-out split", "the epochs", "the step limit",
-        "whether to evaluate", "the step to start from", "the epoch to start from",
-        "the row to start from",
+        "the batch size", "the model (its arena bytes)", "the data's rows",
+        "the data (a checksum of a sample)", "the seed", "the held-out split", "the epochs",
+        "the step limit", "whether to evaluate", "the step to start from",
+        "the epoch to start from", "the row to start from",
     };
-    return dist_check_same(run->dist, vals, what, (int)(sizeof vals / sizeof vals[0]), err);
+    return dist_check_same(dist, vals, what, (int)(sizeof vals / sizeof vals[0]), err);
 }
 
 /* Between epochs in a data-parallel run: st, a failure of any process
@@ -436,6 +438,7 @@ static RtStatus agree_between_epochs(RtDist *dist, RtStatus st, bool *stop, RtEr
 static RtStatus start_run(const RtSession *s, const RtDataset *d, const RtTrainConfig *cfg,
                           Run *run, RtError *err) {
     int64_t n = d->n;
+    run->dist = cfg->dist; /* first: a failure below is agreed with the others */
     run->perm = malloc(sizeof *run->perm * (size_t)n);
     if (!run->perm)
         return rt_fail(err, "out of memory for %lld rows", (long long)n);
@@ -453,7 +456,9 @@ static RtStatus start_run(const RtSession *s, const RtDataset *d, const RtTrainC
     /* The step limit ends in epoch s->epoch + 1 + (further whole epochs). */
     run->last_epoch = cfg->epochs > 0 ? cfg->epochs : INT64_MAX;
     if (cfg->steps > 0) {
-        int64_t b = cfg->batch, per_epoch = (run->ntrain + b - 1) / b; /* ntrain >= 1 */
+        /* A step takes batch rows of every process. */
+        int64_t b = cfg->batch * (cfg->dist ? cfg->dist->size : 1);
+        int64_t per_epoch = (run->ntrain + b - 1) / b; /* ntrain >= 1 */
         int64_t from = s->epoch_rows < run->ntrain ? s->epoch_rows : 0;
         int64_t first = (run->ntrain - from + b - 1) / b;
         int64_t more = cfg->steps > first ? (cfg->steps - first + per_epoch - 1) / per_epoch : 0;
@@ -465,7 +470,6 @@ static RtStatus start_run(const RtSession *s, const RtDataset *d, const RtTrainC
         memset((char *)s->arena + s->m->nonfinite_status, 0, sizeof(int64_t));
     if (cfg->log_path && !(run->log = fopen(cfg->log_path, s->step ? "a" : "w")))
         return rt_fail(err, "cannot open log '%s': %s", cfg->log_path, strerror(errno));
-    run->dist = cfg->dist;
     if (run->dist)
         return dist_step_setup(&run->step, run->dist, s->m, err);
     return RT_OK;
@@ -479,10 +483,15 @@ static RtStatus start_run(const RtSession *s, const RtDataset *d, const RtTrainC
 RtStatus rt_train(RtSession *s, const RtDataset *d, const RtTrainConfig *cfg, RtEpochStats *last,
                   RtError *err) {
     const RtModel *m = s->m;
-    if (check_config(m, d, cfg, err) != RT_OK)
-        return RT_FAIL;
     bool need_eval = !cfg->skip_eval && (cfg->split > 0 || m->metric != RT_METRIC_NONE);
-    if (need_eval && check_eval(m, err) != RT_OK)
+    RtStatus st = check_config(m, d, cfg, err);
+    if (st == RT_OK && need_eval)
+        st = check_eval(m, err);
+    /* A process that fails these alone (its data) must not leave the
+     * others waiting; then all must run alike, before any returns early. */
+    if (cfg->dist && (st = rt_dist_agree(cfg->dist, st, err)) == RT_OK)
+        st = check_same(cfg->dist, s, d, cfg, err);
+    if (st != RT_OK)
         return RT_FAIL;
     FILE *out = cfg->out ? cfg->out : stdout;
     if (cfg->epochs > 0 && s->epoch >= cfg->epochs) {
@@ -498,9 +507,9 @@ RtStatus rt_train(RtSession *s, const RtDataset *d, const RtTrainConfig *cfg, Rt
         return RT_OK;
     }
     Run run = {0};
-    RtStatus st = start_run(s, d, cfg, &run, err);
-    if (run.dist && (st = rt_dist_agree(run.dist, st, err)) == RT_OK)
-        st = check_same(&run, s, d, cfg, err);
+    st = start_run(s, d, cfg, &run, err);
+    if (run.dist)
+        st = rt_dist_agree(run.dist, st, err);
     int64_t step_limit = cfg->steps ? s->step + cfg->steps : 0;
     bool at_limit = false, stopped = false;
     for (;;) {
