@@ -210,7 +210,7 @@ static void print_summary(const RunCli *c, const RunModel *m, const RtDataset *d
     else
         printf("compiled in %.0f ms", m->compile_ms);
     printf("; %lld rows; OpenBLAS %s", (long long)data->n, rt_blas_corename());
-    if (dist)
+    if (dist && dist->size > 1)
         printf("; %d processes, %lld rows a step each", dist->size, (long long)batch);
     putchar('\n');
 }
