@@ -100,9 +100,10 @@ static size_t made(int n, size_t size) {
     return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
 }
 
-void ckpt_catch_signals(const char *name) {
+void ckpt_catch_signals(const char *name, bool quiet) {
     snprintf(name_buf, sizeof name_buf, "%s", name);
-    for (int k = 0; k < 2; k++) {
+    len_int = len_term = 0;
+    for (int k = 0; k < 2 && !quiet; k++) {
         char *buf = k ? msg_term : msg_int;
         size_t n = made(snprintf(buf, sizeof msg_int,
                                  "\n%s: %s: stopping after this step to save a checkpoint "

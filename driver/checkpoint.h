@@ -33,12 +33,13 @@ int ckpt_classes_from_string(char *s, const char ***names);
  * ckpt_catch_signals installs handlers for SIGINT and SIGTERM: the first
  * signal sets ckpt_stop_signal to its number (rt_train reads it through
  * RtTrainConfig.stop, finishes the step and returns) and says so on stderr
- * (the messages start with name: "gradc", or a built program's name);
- * a second one quits at once with status 128 + signal, unless a checkpoint
- * is being saved (ckpt_save), which then finishes first. ckpt_release_signals
- * puts the default actions back. */
+ * unless quiet (the messages start with name: "gradc", or a built
+ * program's name; the processes of a data-parallel run but process 0 are
+ * quiet); a second one quits at once with status 128 + signal, unless a
+ * checkpoint is being saved (ckpt_save), which then finishes first.
+ * ckpt_release_signals puts the default actions back. */
 extern volatile sig_atomic_t ckpt_stop_signal;
-void ckpt_catch_signals(const char *name);
+void ckpt_catch_signals(const char *name, bool quiet);
 void ckpt_release_signals(void);
 /* "SIGINT", "SIGTERM" or "signal N". */
 const char *ckpt_signal_name(int sig);

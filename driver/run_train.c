@@ -330,8 +330,16 @@ int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
         print_summary(c, m, &data, dist, tc.batch);
     tc.stop = &ckpt_stop_signal;
     RtEpochStats last;
-    ckpt_catch_signals(c->name);
+    ckpt_catch_signals(c->name, !lead);
     RtStatus st = rt_train(&s, &data, &tc, &last, &err);
+    /* A signal that reached only some processes stopped all of them
+     * (rt_train agrees on stops): process 0 reports it as its own. */
+    int64_t sig_any = ckpt_stop_signal;
+    if (dist && st == RT_OK &&
+        dist->allreduce(dist, &sig_any, 1, RT_DIST_I64, RT_DIST_MAX, &err) != RT_OK) {
+        fprintf(stderr, "%s: error: process %d: %s\n", c->name, dist->rank, err.msg);
+        dist->abort(dist, RUN_EXIT_USER);
+    }
     if (st == RT_OK && lead && sv.saved_step != s.step)
         st = save_now(&sv, &s, &err);
     ckpt_release_signals();
@@ -343,7 +351,7 @@ int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
     }
     if (st != RT_OK)
         goto rt_error;
-    int sig = ckpt_stop_signal;
+    int sig = ckpt_stop_signal ? ckpt_stop_signal : (int)sig_any;
     if (!lead) {
         rc = sig && last.stopped ? 128 + sig : 0;
         goto out;
