@@ -14,6 +14,11 @@
  * step's rows, whatever the shares. A process whose share is empty
  * (weight 0) packs zeros. The buckets are RT_DIST_BUCKET_BYTES at most:
  * few large calls, and memory for one bucket, not for all the gradients.
+ * In a step whose rows divide evenly (every step but perhaps an epoch's
+ * last) all weights are equal, and a gradient of RT_DIST_IN_PLACE_BYTES
+ * or more is summed where it is and divided by the processes instead,
+ * one call each: a pass over it less (mlp_wide, 24 MiB of gradients on
+ * 2 processes: 13-15 ms a step instead of 18).
  *
  * rt_train sets up each step (dist_step_begin) and reads its outcome
  * (dist_step_end); the step lives in a thread-local, so that a train
@@ -31,11 +36,24 @@ static _Thread_local DistStep *active;
 /* Elements of gradient root r (parameters have no batch dimension). */
 static int64_t grad_elems(const RtModel *m, int r) { return rt_numel(&m->train.roots[r], 1); }
 
-/* The sequence's elements: the gradients, then the loss and the stop flag. */
-static int64_t sync_elems(const RtModel *m) {
+/* Is gradient root r averaged in place in this step? When every process
+ * has the same share of the step's rows (the step's rows divide evenly:
+ * every step but perhaps an epoch's last), the weights are all equal and
+ * a large gradient needs no packing: it is summed where it is and divided
+ * by the processes, which saves a pass over it. Every process decides
+ * alike (the step's rows and the processes are the same in all). */
+static bool in_place(const DistStep *st, int r) {
+    return st->even && grad_elems(st->m, r) * st->m->elem_size >= RT_DIST_IN_PLACE_BYTES;
+}
+
+/* The sequence's elements: the gradients not averaged in place, then the
+ * loss and the stop flag. */
+static int64_t sync_elems(const DistStep *st) {
+    const RtModel *m = st->m;
     int64_t n = 2;
     for (int r = m->train_grad_root; r < m->train.nroots; r++)
-        n += grad_elems(m, r);
+        if (!in_place(st, r))
+            n += grad_elems(m, r);
     return n;
 }
 
@@ -43,7 +61,7 @@ RtStatus dist_step_setup(DistStep *st, RtDist *d, const RtModel *m, RtError *err
     *st = (DistStep){.d = d, .m = m};
     if (d->size == 1)
         return RT_OK;
-    int64_t n = sync_elems(m), cap = RT_DIST_BUCKET_BYTES / m->elem_size;
+    int64_t n = sync_elems(st), cap = RT_DIST_BUCKET_BYTES / m->elem_size;
     st->bucket_elems = n < cap ? n : cap;
     st->bucket = malloc((size_t)st->bucket_elems * (size_t)m->elem_size);
     if (!st->bucket)
@@ -85,6 +103,7 @@ void dist_step_begin(DistStep *st, RtSession *s, int64_t rows, int64_t total,
     st->total = (double)total;
     st->stop_flag = stop;
     st->stop_local = st->stop_any = false;
+    st->even = total % st->d->size == 0;
     salt_rng_hypers(s, st->d->rank);
     active = st;
 }
@@ -114,6 +133,8 @@ static void move(DistStep *st, void *arena, int64_t at, int64_t n, bool pack) {
     int es = m->elem_size;
     int64_t base = 0, end = at + n;
     for (int r = m->train_grad_root; r < m->train.nroots && base < end; r++) {
+        if (in_place(st, r))
+            continue;
         int64_t len = grad_elems(m, r);
         int64_t lo = at > base ? at : base, hi = end < base + len ? end : base + len;
         if (lo < hi) {
@@ -165,25 +186,46 @@ static void move(DistStep *st, void *arena, int64_t at, int64_t n, bool pack) {
     }
 }
 
+/* buf[0, count) summed over the processes, or the run ends: the compiled
+ * code that called the sync cannot be told of a failure. */
+static void sum_or_abort(DistStep *st, void *buf, int64_t count) {
+    RtDistType type = st->m->elem_size == 4 ? RT_DIST_F32 : RT_DIST_F64;
+    RtError err;
+    if (st->d->allreduce(st->d, buf, count, type, RT_DIST_SUM, &err) != RT_OK) {
+        fprintf(stderr, "gradc: process %d: averaging the gradients of step %lld failed: %s\n",
+                st->d->rank, (long long)st->s->step + 1, err.msg);
+        fflush(stderr);
+        st->d->abort(st->d, 1);
+    }
+}
+
 void rt_dist_sync(void *arena) {
     DistStep *st = active;
     if (!st || st->d->size == 1)
         return;
     const RtModel *m = st->m;
-    RtDistType type = m->elem_size == 4 ? RT_DIST_F32 : RT_DIST_F64;
-    int64_t n = sync_elems(m);
     st->stop_local = stop_asked(st);
+    for (int r = m->train_grad_root; r < m->train.nroots; r++) {
+        if (!in_place(st, r))
+            continue;
+        int64_t n = grad_elems(m, r);
+        void *g = (char *)arena + m->train.roots[r].offset;
+        sum_or_abort(st, g, n);
+        if (m->elem_size == 4) {
+            float inv = 1.0f / (float)st->d->size;
+            for (int64_t i = 0; i < n; i++)
+                ((float *)g)[i] *= inv;
+        } else {
+            double inv = 1.0 / st->d->size;
+            for (int64_t i = 0; i < n; i++)
+                ((double *)g)[i] *= inv;
+        }
+    }
+    int64_t n = sync_elems(st);
     for (int64_t at = 0; at < n; at += st->bucket_elems) {
         int64_t len = n - at < st->bucket_elems ? n - at : st->bucket_elems;
         move(st, arena, at, len, true);
-        RtError err;
-        if (st->d->allreduce(st->d, st->bucket, len, type, RT_DIST_SUM, &err) != RT_OK) {
-            fprintf(stderr, "gradc: process %d: averaging the gradients of step %lld failed: "
-                            "%s\n",
-                    st->d->rank, (long long)st->s->step + 1, err.msg);
-            fflush(stderr);
-            st->d->abort(st->d, 1);
-        }
+        sum_or_abort(st, st->bucket, len);
         move(st, arena, at, len, false);
     }
 }

@@ -445,7 +445,10 @@ typedef struct RtDist {
  * failure there is reported on stderr and ends the run (RtDist.abort).
  * Anywhere else (one process, the model's grad program) it does nothing. */
 void rt_dist_sync(void *arena);
-enum { RT_DIST_BUCKET_BYTES = 8 << 20 };
+/* Gradients of at least RT_DIST_IN_PLACE_BYTES are summed where they are,
+ * without packing, in the steps whose rows every process shares equally
+ * (then divided by the processes). */
+enum { RT_DIST_BUCKET_BYTES = 8 << 20, RT_DIST_IN_PLACE_BYTES = 1 << 20 };
 
 /* Process 0's parameters, optimizer states and session counters (step,
  * epoch, epoch_rows, the RNG) into every process: after each has

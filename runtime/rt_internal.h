@@ -182,6 +182,7 @@ typedef struct DistStep {
     double weight, total; /* this process's rows in the step; every process's */
     const volatile sig_atomic_t *stop_flag; /* RtTrainConfig.stop */
     bool stop_local, stop_any; /* the flag when the sync read it; in any process */
+    bool even; /* every process has the same share of the step's rows */
     void *bucket; /* bucket_elems of the model's float type */
     int64_t bucket_elems;
 } DistStep;

@@ -95,6 +95,18 @@ static const char adam_nn[] = CLASSIFIER "train {\n"
                                          "  optimizer = adam(lr = 0.05)\n"
                                          "}\n";
 
+/* h.W [4, 65536] is 1 MiB of float32 (RT_DIST_IN_PLACE_BYTES): summed in
+ * place in the steps whose rows divide evenly, packed with the rest in
+ * the others (an epoch's last step of 1 row). */
+static const char wide_nn[] = "input x[B, 4]\n"
+                              "input y[B] : int\n"
+                              "h = dense(x, 65536, tanh)\n"
+                              "logits = dense(h, 3)\n"
+                              "loss = cross_entropy(logits, y)\n"
+                              "train {\n"
+                              "  optimizer = momentum(lr = 0.05, beta = 0.9)\n"
+                              "}\n";
+
 /* Clipping that binds at every step (the gradient norm stays above 0.05:
  * checked), and c, whose gradient 0.2 c depends on no row. */
 static const char clip_nn[] = "input x[B, 4]\n"
@@ -666,6 +678,22 @@ static void test_n_processes_train_as_one_with_n_times_the_batch_f64_adam(void *
     free_pair(pr);
 }
 
+/* A gradient of 1 MiB or more, averaged in place in the even steps and
+ * packed in the others, trains as one process does too. */
+static void test_large_gradient_averaged_in_place(void **state) {
+    (void)state;
+    Pair pr = compile_pair(wide_nn, 4);
+    const RtModel *m = pr.dp->rm;
+    assert_true(rt_numel(&m->train.roots[m->train_grad_root], 1) * 4 >= RT_DIST_IN_PLACE_BYTES);
+    RtDataset d = make_data(m, NROWS, false);
+    worst_diff = 0;
+    for (int n = 2; n <= 3; n++)
+        check_against_one(pr, &d, n, 2, 0, TOL_F32);
+    print_message("float32, 1 MiB gradient: largest difference %.3g of the scale\n", worst_diff);
+    rt_dataset_free(&d);
+    free_pair(pr);
+}
+
 /* A step limit counts steps of N*B rows: 6 steps of 2 processes are 1.5
  * epochs of 4 steps (25 rows in steps of 8), as for one process with batch
  * 8, and the epochs hyper is the same. */
@@ -1047,6 +1075,7 @@ int main(void) {
         cmocka_unit_test(test_data_parallel_model_describes_its_gradients),
         cmocka_unit_test(test_n_processes_train_as_one_with_n_times_the_batch_f32),
         cmocka_unit_test(test_n_processes_train_as_one_with_n_times_the_batch_f64_adam),
+        cmocka_unit_test(test_large_gradient_averaged_in_place),
         cmocka_unit_test(test_step_limit_counts_steps_of_all_processes),
         cmocka_unit_test(test_clipping_sees_the_averaged_gradient),
         cmocka_unit_test(test_dropout_masks_differ_between_processes),
