@@ -9,7 +9,9 @@
  * A stop at a NaN or Inf (--check-numerics, RT_NONFINITE) saves nothing:
  * the last checkpoint written, if any, keeps the last good weights.
  * --profile's report (RunModel.report_profile) comes once training has
- * ended, however it ended.
+ * ended, however it ended. With --mpi (or in a program built with it)
+ * this is one process of a data-parallel run (docs/distributed.md): all
+ * load and train, process 0 alone prints, logs and saves.
  */
 #include <math.h>
 #include <stdio.h>
