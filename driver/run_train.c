@@ -233,6 +233,7 @@ int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
     if (o->mpi || (c->built && m->dist_start)) {
         if (m->dist_start(&dist, &err) != RT_OK)
             return run_error(c, err.msg);
+        dist->name = c->name;
     }
     bool lead = !dist || dist->rank == 0;
     rc = RUN_EXIT_USER;

@@ -192,8 +192,10 @@ static void sum_or_abort(DistStep *st, void *buf, int64_t count) {
     RtDistType type = st->m->elem_size == 4 ? RT_DIST_F32 : RT_DIST_F64;
     RtError err;
     if (st->d->allreduce(st->d, buf, count, type, RT_DIST_SUM, &err) != RT_OK) {
-        fprintf(stderr, "gradc: process %d: averaging the gradients of step %lld failed: %s\n",
-                st->d->rank, (long long)st->s->step + 1, err.msg);
+        fprintf(stderr, "%s: error: process %d: averaging the gradients of step %lld failed: "
+                        "%s\n",
+                st->d->name ? st->d->name : "gradc", st->d->rank, (long long)st->s->step + 1,
+                err.msg);
         fflush(stderr);
         st->d->abort(st->d, 1);
     }

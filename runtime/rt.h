@@ -434,6 +434,9 @@ typedef struct RtDist {
      * return. */
     void (*abort)(struct RtDist *d, int status);
     void *impl; /* the transport's */
+    /* What its messages start with ("gradc", a built program's name);
+     * the caller may set it, the transport starts it as "gradc". */
+    const char *name;
 } RtDist;
 
 /* What the compiled train program of a data-parallel model

@@ -27,7 +27,7 @@
 static atomic_llong waiting_since;
 static const char *_Atomic waiting_in;
 static double timeout_s = 600;
-static int my_rank;
+static const RtDist *_Atomic watched; /* for its rank and name */
 
 static long long now_ns(void) {
     struct timespec ts;
@@ -41,10 +41,11 @@ static void *watchdog(void *arg) {
         struct timespec tick = {.tv_sec = 0, .tv_nsec = 250000000};
         nanosleep(&tick, NULL);
         long long since = atomic_load(&waiting_since);
-        if (since && (double)(now_ns() - since) * 1e-9 > timeout_s) {
-            fprintf(stderr, "gradc: error: process %d: no answer from the other processes for "
+        const RtDist *d = atomic_load(&watched);
+        if (d && since && (double)(now_ns() - since) * 1e-9 > timeout_s) {
+            fprintf(stderr, "%s: error: process %d: no answer from the other processes for "
                             "%g s in %s (GRADC_MPI_TIMEOUT); stopping the run\n",
-                    my_rank, timeout_s, atomic_load(&waiting_in));
+                    d->name, d->rank, timeout_s, atomic_load(&waiting_in));
             fflush(stderr);
             _exit(1);
         }
@@ -156,7 +157,8 @@ RtStatus rt_mpi_start(RtDist **out, RtError *err) {
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->size);
-    my_rank = d->rank;
+    d->name = "gradc";
+    atomic_store(&watched, d);
     if (d->size > 1 && start_watchdog(err) != RT_OK) {
         free(d);
         MPI_Finalize();
@@ -170,6 +172,7 @@ RtStatus rt_mpi_start(RtDist **out, RtError *err) {
 }
 
 void rt_mpi_finish(RtDist *d) {
+    atomic_store(&watched, NULL);
     free(d);
     int finished = 0;
     MPI_Finalized(&finished);
