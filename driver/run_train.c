@@ -245,7 +245,8 @@ int run_train(const RunCli *c, const RunTrainOpts *o, const RunModel *m) {
     RunKnown known = {0};
     Plotter plot = {.path = o->plot, .c = c};
 
-    rt_setup((int)o->threads);
+    rt_setup((int)(o->threads ? o->threads
+                              : dist && dist->size > 1 ? rt_dist_threads(dist) : 0));
     uint64_t seed = o->have_seed ? (uint64_t)o->seed : m->seed;
     if (o->resume && (check_resume_hash(c, o->resume, o, m, &err) != RT_OK ||
                       resume_seed(o->resume, o, &seed, &err) != RT_OK))

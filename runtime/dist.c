@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static _Thread_local DistStep *active;
 
@@ -230,6 +231,15 @@ void rt_dist_sync(void *arena) {
         sum_or_abort(st, st->bucket, len);
         move(st, arena, at, len, false);
     }
+}
+
+int rt_dist_threads(const RtDist *d) {
+    int mine = pool_available_cpus();
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    int local = d->local_size > 0 ? d->local_size : 1;
+    if (online > 0 && online / local < mine)
+        mine = (int)(online / local);
+    return mine > 0 ? mine : 1;
 }
 
 RtStatus rt_dist_broadcast_session(RtDist *d, RtSession *s, RtError *err) {

@@ -30,7 +30,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "rt.h"
+#include "rt_internal.h"
 
 #include <cblas.h>
 #include <linux/futex.h>
@@ -129,8 +129,7 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-/* The CPUs this process may run on. */
-static int available_cpus(void) {
+int pool_available_cpus(void) {
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
         return CPU_COUNT(&set);
@@ -142,7 +141,7 @@ static int available_cpus(void) {
  * starts more or uses fewer. */
 void rt_pool_setup(int threads) {
     pthread_mutex_lock(&pool.lock);
-    int want = threads > 0 ? threads : available_cpus();
+    int want = threads > 0 ? threads : pool_available_cpus();
     if (want > RT_POOL_MAX)
         want = RT_POOL_MAX;
     int started = pool.workers + 1;

@@ -437,7 +437,15 @@ typedef struct RtDist {
     /* What its messages start with ("gradc", a built program's name);
      * the caller may set it, the transport starts it as "gradc". */
     const char *name;
+    int local_size; /* the processes of the run on this machine, this one included */
 } RtDist;
+
+/* The threads one process of d should run (rt_setup) when the user did not
+ * say: the CPUs it may run on, but no more than its part of the machine's
+ * (the CPUs online over d->local_size), so that processes that mpirun did
+ * not bind to CPUs of their own (--bind-to none, or bound to a socket
+ * they share) do not start a thread per CPU each. At least 1. */
+int rt_dist_threads(const RtDist *d);
 
 /* What the compiled train program of a data-parallel model
  * (RtModel.data_parallel) calls between its backward pass and its updates.

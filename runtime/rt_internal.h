@@ -169,6 +169,9 @@ void rt_json_free(RtJson *v);
 /* The value under key in an object; NULL if absent or v is not an object. */
 const RtJson *rt_json_get(const RtJson *v, const char *key);
 
+/* The CPUs this process may run on (its affinity mask; pool.c). */
+int pool_available_cpus(void);
+
 /* ---- data parallelism (dist.c) ------------------------------------------------------
  * One data-parallel step as rt_train runs it: dist_step_begin before the
  * train program (this process's rows of the step, all processes' rows,

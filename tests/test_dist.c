@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "runtime/rt_internal.h"
 #include "support.h"
@@ -694,6 +695,22 @@ static void test_large_gradient_averaged_in_place(void **state) {
     free_pair(pr);
 }
 
+/* The default threads of a process: its CPUs, but no more than its part
+ * of the machine's. */
+static void test_threads_share_the_machine(void **state) {
+    (void)state;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    int mine = pool_available_cpus();
+    RtDist d = {.rank = 0, .size = 4, .local_size = 1};
+    assert_int_equal(rt_dist_threads(&d), mine < online ? mine : (int)online);
+    d.local_size = (int)online; /* a process per CPU */
+    assert_int_equal(rt_dist_threads(&d), 1);
+    d.local_size = 4 * (int)online; /* more processes than CPUs: still one */
+    assert_int_equal(rt_dist_threads(&d), 1);
+    d.local_size = 0; /* unknown: as one */
+    assert_int_equal(rt_dist_threads(&d), mine < online ? mine : (int)online);
+}
+
 /* A step limit counts steps of N*B rows: 6 steps of 2 processes are 1.5
  * epochs of 4 steps (25 rows in steps of 8), as for one process with batch
  * 8, and the epochs hyper is the same. */
@@ -1076,6 +1093,7 @@ int main(void) {
         cmocka_unit_test(test_n_processes_train_as_one_with_n_times_the_batch_f32),
         cmocka_unit_test(test_n_processes_train_as_one_with_n_times_the_batch_f64_adam),
         cmocka_unit_test(test_large_gradient_averaged_in_place),
+        cmocka_unit_test(test_threads_share_the_machine),
         cmocka_unit_test(test_step_limit_counts_steps_of_all_processes),
         cmocka_unit_test(test_clipping_sees_the_averaged_gradient),
         cmocka_unit_test(test_dropout_masks_differ_between_processes),

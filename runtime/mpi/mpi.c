@@ -158,6 +158,13 @@ RtStatus rt_mpi_start(RtDist **out, RtError *err) {
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->size);
     d->name = "gradc";
+    MPI_Comm here;
+    d->local_size = 1;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &here) ==
+        MPI_SUCCESS) {
+        MPI_Comm_size(here, &d->local_size);
+        MPI_Comm_free(&here);
+    }
     atomic_store(&watched, d);
     if (d->size > 1 && start_watchdog(err) != RT_OK) {
         free(d);
