@@ -167,6 +167,7 @@ RtStatus rt_mpi_start(RtDist **out, RtError *err) {
     }
     atomic_store(&watched, d);
     if (d->size > 1 && start_watchdog(err) != RT_OK) {
+        atomic_store(&watched, NULL);
         free(d);
         MPI_Finalize();
         return RT_FAIL;
