@@ -211,10 +211,7 @@ static void usage_predict(FILE *f, const RunCli *c) {
         fputs("  --batch N       rows per run of the predict program (default 256)\n"
               "  --time-passes   print the time each compile stage took\n"
               "  --max-memory SIZE  refuse a model whose arena needs more (512M, 2G;\n"
-              "                  default: the machine's memory and limits)\n"
-              "  --mpi           train as one of the processes of `mpirun -np N gradc\n"
-              "                  train M.nn --mpi`: each takes --batch rows of every step\n"
-              "                  and the gradients are averaged (docs/distributed.md)\n",
+              "                  default: the machine's memory and limits)\n",
               f);
     else
         fprintf(f, "  --batch N       rows per run of the predict program (default and at\n"
@@ -250,10 +247,7 @@ static void usage_eval(FILE *f, const RunCli *c) {
         fputs("  --batch N       rows per run of the eval program (default 256)\n"
               "  --time-passes   print the time each compile stage took\n"
               "  --max-memory SIZE  refuse a model whose arena needs more (512M, 2G;\n"
-              "                  default: the machine's memory and limits)\n"
-              "  --mpi           train as one of the processes of `mpirun -np N gradc\n"
-              "                  train M.nn --mpi`: each takes --batch rows of every step\n"
-              "                  and the gradients are averaged (docs/distributed.md)\n",
+              "                  default: the machine's memory and limits)\n",
               f);
     else
         fprintf(f, "  --batch N       rows per run of the eval program (default and at most\n"
